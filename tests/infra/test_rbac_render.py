@@ -1,0 +1,128 @@
+"""The plain RBAC manifests: least privilege, nothing cluster-wide, one source of truth with Terraform."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+RENDER_PY = ROOT / "infra" / "rbac" / "render.py"
+RULES_JSON = ROOT / "infra" / "modules" / "cluster-rbac" / "rules.json"
+
+
+def _load_render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("infra_rbac_render", RENDER_PY)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render_mod = _load_render()
+
+
+def _objects(namespaces: list[str] | None = None) -> list[dict]:
+    return render_mod.render(
+        namespaces or ["team-a", "team-b"],
+        "crusoe-image-pull-secrets",
+        "crusoe-system",
+        "ccr-pull-secret-rotator",
+    )
+
+
+def test_render_objects_are_service_account_then_role_and_binding_per_namespace():
+    objects = _objects()
+    kinds = [(o["kind"], o["metadata"]["namespace"]) for o in objects]
+    assert kinds == [
+        ("ServiceAccount", "crusoe-system"),
+        ("Role", "team-a"),
+        ("RoleBinding", "team-a"),
+        ("Role", "team-b"),
+        ("RoleBinding", "team-b"),
+    ]
+
+
+def test_render_nothing_cluster_wide():
+    for obj in _objects():
+        assert obj["kind"] in {"ServiceAccount", "Role", "RoleBinding"}
+        assert obj["metadata"].get("namespace")
+        if obj["kind"] == "RoleBinding":
+            assert obj["roleRef"]["kind"] == "Role"
+
+
+def test_render_read_and_write_verbs_are_narrowed_to_the_secret_name():
+    for role in (o for o in _objects() if o["kind"] == "Role"):
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == [""]
+            assert rule["resources"] == ["secrets"]
+            assert "*" not in rule["verbs"]
+            forbidden = {"list", "watch", "delete", "deletecollection", "escalate", "bind"}
+            assert not forbidden & set(rule["verbs"])
+            if set(rule["verbs"]) & {"get", "update", "patch"}:
+                assert rule["resourceNames"] == ["crusoe-image-pull-secrets"]
+        granted = {verb for rule in role["rules"] for verb in rule["verbs"]}
+        assert granted == {"get", "update", "patch", "create"}
+
+
+def test_render_create_follows_the_single_switch_in_rules_json():
+    rules = json.loads(RULES_JSON.read_text())["rules"]
+    (create_rule,) = [r for r in rules if "create" in r["verbs"]]
+    role = next(o for o in _objects() if o["kind"] == "Role")
+    (rendered,) = [r for r in role["rules"] if "create" in r["verbs"]]
+    assert ("resourceNames" in rendered) is create_rule["narrow_to_secret_name"]
+
+
+def test_render_binding_points_at_the_service_account_in_its_own_namespace():
+    for binding in (o for o in _objects() if o["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "ccr-pull-secret-rotator", "namespace": "crusoe-system"},
+        ]
+        assert binding["roleRef"]["name"] == binding["metadata"]["name"]
+
+
+def test_render_deduplicates_namespaces_keeping_order():
+    objects = _objects(["b", "a", "b", " a "])
+    assert [o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "secret"),
+    [([], "ok"), ([""], "ok"), (["Bad_NS"], "ok"), (["a"], "Bad/Name"), (["a" * 64], "ok")],
+)
+def test_render_rejects_invalid_names(namespaces, secret):
+    with pytest.raises(ValueError, match=r"namespace|secret name"):
+        render_mod.render(namespaces, secret, "crusoe-system", "ccr-pull-secret-rotator")
+
+
+def test_render_cli_prints_multi_document_yaml():
+    out = subprocess.run(  # noqa: S603 - runs our own script with fixed arguments
+        [sys.executable, str(RENDER_PY), "--namespaces", "a,b", "--secret-name", "pull"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    docs = list(yaml.safe_load_all(out))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Role", "RoleBinding"]
+    assert docs[1]["rules"][0]["resourceNames"] == ["pull"]
+
+
+def test_render_cli_rejects_empty_namespaces():
+    proc = subprocess.run(  # noqa: S603 - runs our own script with fixed arguments
+        [sys.executable, str(RENDER_PY), "--namespaces", ","],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "namespace" in proc.stderr
