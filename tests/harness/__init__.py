@@ -1,0 +1,1 @@
+"""Test infrastructure: a real etcd + kube-apiserver control plane built from source, and helpers."""
