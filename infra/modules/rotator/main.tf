@@ -1,0 +1,109 @@
+locals {
+  function_dir      = coalesce(var.source_paths.function_dir, "${path.module}/../../../function")
+  requirements_file = coalesce(var.source_paths.requirements_file, "${path.module}/../../../requirements.txt")
+
+  # Every file of the function directory except caches; zipped at the archive's root beside requirements.txt.
+  function_files = sort([
+    for f in fileset(local.function_dir, "**") : f
+    if !strcontains(f, "__pycache__") && !endswith(f, ".pyc") && !startswith(f, ".")
+  ])
+  # The object name carries a hash of the inputs (not of the zip, whose metadata may vary), so any code or
+  # requirements change gives a new object and Terraform redeploys the function.
+  source_hash = sha256(join("", concat(
+    [for f in local.function_files : "${f}:${filesha256("${local.function_dir}/${f}")}\n"],
+    ["requirements.txt:${filesha256(local.requirements_file)}\n"],
+  )))
+  source_object = "${var.name}/function-source-${substr(local.source_hash, 0, 16)}.zip"
+  source_bucket = var.source_bucket == null ? google_storage_bucket.source[0].name : var.source_bucket
+
+  labels = merge(var.labels, { "app" = "ccr-pull-secret-rotator" })
+
+  secret_ids = {
+    crusoe_credentials = coalesce(var.secrets.crusoe_credentials_id, "${var.name}-crusoe-credentials")
+    kubeconfig         = coalesce(var.secrets.kubeconfig_id, "${var.name}-kubeconfig")
+  }
+  # Full Secret Manager version names, as the function's configuration expects them.
+  secret_versions = {
+    for k, id in local.secret_ids : k => "projects/${var.project_id}/secrets/${id}/versions/${var.secrets.version}"
+  }
+
+  environment = merge(
+    {
+      CRUSOE_API_ENDPOINT       = var.config.crusoe_api_endpoint
+      CRUSOE_CREDENTIALS_SECRET = local.secret_versions.crusoe_credentials
+      KEEP_PREVIOUS_TOKENS      = tostring(var.config.keep_previous_tokens)
+      KUBECONFIG_SECRET         = local.secret_versions.kubeconfig
+      LOG_EXECUTION_ID          = "true"
+      LOG_LEVEL                 = var.config.log_level
+      REGISTRY_URL              = var.config.registry_url
+      REGISTRY_USERNAME         = var.config.registry_username
+      TARGET_NAMESPACES         = join(",", var.config.target_namespaces)
+      TARGET_SECRET_NAME        = var.config.target_secret_name
+      TOKEN_ALIAS_PREFIX        = var.config.token_alias_prefix
+      TOKEN_EXPIRATION_HOURS    = tostring(var.config.token_expiration_hours)
+    },
+    var.config.kube_context == null ? {} : { KUBE_CONTEXT = var.config.kube_context },
+  )
+}
+
+data "archive_file" "source" {
+  type             = "zip"
+  output_path      = "${path.root}/.terraform/tmp/${var.name}-${substr(local.source_hash, 0, 16)}.zip"
+  output_file_mode = "0644"
+
+  dynamic "source" {
+    for_each = local.function_files
+    content {
+      content  = file("${local.function_dir}/${source.value}")
+      filename = source.value
+    }
+  }
+  source {
+    content  = file(local.requirements_file)
+    filename = "requirements.txt"
+  }
+}
+
+resource "google_cloudfunctions2_function" "this" {
+  name        = var.name
+  project     = var.project_id
+  location    = var.region
+  description = "Rotates the Crusoe Container Registry pull secret in the target namespaces of a remote cluster."
+  labels      = local.labels
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "rotate"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.build.id
+
+    source {
+      storage_source {
+        bucket = local.source_bucket
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    # One instance serving one request: two rotations never overlap.
+    max_instance_count               = 1
+    min_instance_count               = 0
+    max_instance_request_concurrency = 1
+    available_cpu                    = var.function.available_cpu
+    available_memory                 = var.function.available_memory
+    timeout_seconds                  = var.function.timeout_seconds
+    ingress_settings                 = var.function.ingress_settings
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.runtime.email
+    environment_variables            = local.environment
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_project_iam_member.build_log_writer,
+    google_storage_bucket_iam_member.build_source_reader,
+    google_secret_manager_secret_iam_member.runtime_accessor,
+  ]
+}

@@ -1,0 +1,34 @@
+# The module creates the secrets (or takes existing ones) but, by default, never their values: add versions with
+# `gcloud secrets versions add` so that no credential lands in Terraform state or plan files.
+resource "google_secret_manager_secret" "this" {
+  for_each = var.secrets.create ? local.secret_ids : {}
+
+  project   = var.project_id
+  secret_id = each.value
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# Secret-level access for the runtime service account, one binding per secret; nothing project-wide.
+resource "google_secret_manager_secret_iam_member" "runtime_accessor" {
+  for_each = local.secret_ids
+
+  project   = var.project_id
+  secret_id = var.secrets.create ? google_secret_manager_secret.this[each.key].secret_id : each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.runtime.member
+}
+
+# OPT-IN (secret_values_version set): write-only values, sent to the API but never stored in state or plan.
+resource "google_secret_manager_secret_version" "this" {
+  for_each = var.secret_values_version == null ? {} : local.secret_ids
+
+  secret                 = var.secrets.create ? google_secret_manager_secret.this[each.key].id : "projects/${var.project_id}/secrets/${each.value}"
+  secret_data_wo         = each.key == "kubeconfig" ? var.secret_values.kubeconfig : var.secret_values.crusoe_credentials
+  secret_data_wo_version = var.secret_values_version
+}

@@ -1,0 +1,225 @@
+variable "apis" {
+  description = "Enable the Google APIs the rotator needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry, Cloud Scheduler, Secret Manager, IAM, Storage). Set to false when the project's APIs are managed elsewhere."
+  type = object({
+    enable = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "config" {
+  description = "The function's configuration, passed as environment variables (see the function's README): registry URL and username, target namespaces and secret name, token lifetime, alias prefix, number of previous tokens kept, Crusoe API endpoint, kube context, log level."
+  type = object({
+    crusoe_api_endpoint    = optional(string, "https://api.cloud.crusoe.ai/v1alpha5")
+    keep_previous_tokens   = optional(number, 1)
+    kube_context           = optional(string)
+    log_level              = optional(string, "INFO")
+    registry_url           = string
+    registry_username      = string
+    target_namespaces      = list(string)
+    target_secret_name     = optional(string, "crusoe-image-pull-secrets")
+    token_alias_prefix     = optional(string, "ccr-rotator")
+    token_expiration_hours = optional(number, 12)
+  })
+  nullable = false
+
+  validation {
+    condition     = length(var.config.target_namespaces) > 0 && alltrue([for ns in var.config.target_namespaces : can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns))])
+    error_message = "config.target_namespaces must hold at least one namespace, each a valid Kubernetes namespace name (DNS-1123 label)."
+  }
+  validation {
+    condition     = length(var.config.target_secret_name) <= 253 && can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", var.config.target_secret_name))
+    error_message = "config.target_secret_name must be a valid Kubernetes secret name (DNS-1123 subdomain)."
+  }
+  validation {
+    condition     = var.config.token_expiration_hours >= 1 && var.config.token_expiration_hours <= 720 && floor(var.config.token_expiration_hours) == var.config.token_expiration_hours
+    error_message = "config.token_expiration_hours must be a whole number of hours between 1 and 720; keep it longer than the schedule's interval."
+  }
+  validation {
+    condition     = var.config.keep_previous_tokens >= 0 && var.config.keep_previous_tokens <= 10 && floor(var.config.keep_previous_tokens) == var.config.keep_previous_tokens
+    error_message = "config.keep_previous_tokens must be a whole number between 0 and 10."
+  }
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,31}$", var.config.token_alias_prefix))
+    error_message = "config.token_alias_prefix must be 1-32 lower-case letters, digits or dashes, starting with a letter or digit."
+  }
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.config.log_level)
+    error_message = "config.log_level must be one of DEBUG, INFO, WARNING, ERROR."
+  }
+  validation {
+    condition     = startswith(var.config.crusoe_api_endpoint, "https://")
+    error_message = "config.crusoe_api_endpoint must be an https:// URL including the version prefix, e.g. https://api.cloud.crusoe.ai/v1alpha5."
+  }
+  validation {
+    condition     = length(trimspace(var.config.registry_url)) > 0 && length(trimspace(var.config.registry_username)) > 0
+    error_message = "config.registry_url and config.registry_username are required (the username is the e-mail address of the Crusoe user that owns the API key)."
+  }
+}
+
+variable "function" {
+  description = "Cloud Function (2nd gen) settings. timeout_seconds is also the scheduler's attempt deadline; ingress_settings defaults to ALLOW_ALL with IAM-only invocation (see the README for ALLOW_INTERNAL_ONLY)."
+  type = object({
+    available_cpu    = optional(string, "1")
+    available_memory = optional(string, "512M")
+    ingress_settings = optional(string, "ALLOW_ALL")
+    timeout_seconds  = optional(number, 540)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.function.ingress_settings)
+    error_message = "function.ingress_settings must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+  validation {
+    # Cloud Scheduler's attempt deadline for HTTP targets is 15 s to 30 min; the function's own limit is 60 min.
+    condition     = var.function.timeout_seconds >= 60 && var.function.timeout_seconds <= 1800 && floor(var.function.timeout_seconds) == var.function.timeout_seconds
+    error_message = "function.timeout_seconds must be a whole number between 60 and 1800 (Cloud Scheduler's longest attempt deadline)."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(M|Mi|G|Gi)$", var.function.available_memory))
+    error_message = "function.available_memory must look like 256M, 512M, 1G or 1Gi."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "name" {
+  description = "Name of the function, the scheduler job and the prefix of every other resource's name. 6-22 characters so that derived service account ids fit in 30."
+  type        = string
+  default     = "ccr-pull-secret-rotator"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,20}[a-z0-9]$", var.name))
+    error_message = "name must be 6-22 lower-case letters, digits or dashes, starting with a letter and not ending with a dash."
+  }
+}
+
+variable "project_id" {
+  description = "Google Cloud project id that holds every resource."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id (6-30 lower-case letters, digits or dashes)."
+  }
+}
+
+variable "region" {
+  description = "Region of the function, the scheduler job, the Artifact Registry repository and the source bucket."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1 or us-central1."
+  }
+}
+
+variable "schedule" {
+  description = "Cloud Scheduler job: cron expression (default every 6 hours, like the Helm chart), time zone, paused flag and retries with exponential backoff."
+  type = object({
+    cron                = optional(string, "0 */6 * * *")
+    max_backoff_seconds = optional(number, 600)
+    max_doublings       = optional(number, 3)
+    min_backoff_seconds = optional(number, 30)
+    paused              = optional(bool, false)
+    retry_count         = optional(number, 3)
+    time_zone           = optional(string, "Etc/UTC")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = length(split(" ", trimspace(var.schedule.cron))) == 5
+    error_message = "schedule.cron must be a five-field unix-cron expression, e.g. \"0 */6 * * *\"."
+  }
+  validation {
+    condition     = var.schedule.retry_count >= 0 && var.schedule.retry_count <= 5
+    error_message = "schedule.retry_count must be between 0 and 5 (Cloud Scheduler's limit)."
+  }
+  validation {
+    condition     = var.schedule.min_backoff_seconds >= 5 && var.schedule.min_backoff_seconds <= var.schedule.max_backoff_seconds && var.schedule.max_backoff_seconds <= 3600
+    error_message = "schedule backoff must satisfy 5 <= min_backoff_seconds <= max_backoff_seconds <= 3600."
+  }
+  validation {
+    condition     = var.schedule.max_doublings >= 0 && var.schedule.max_doublings <= 16
+    error_message = "schedule.max_doublings must be between 0 and 16."
+  }
+}
+
+variable "secrets" {
+  description = "Secret Manager secrets the function reads at run time: the Crusoe credentials (JSON {\"access_key_id\", \"secret_key\"}) and the kubeconfig. With create = true the module creates both (named <name>-crusoe-credentials and <name>-kubeconfig unless ids are given) without any value: add versions with gcloud (see the README). With create = false, pass the ids of existing secrets in the same project. version is the version the function reads (\"latest\" picks up new versions without redeploying)."
+  type = object({
+    create                = optional(bool, true)
+    crusoe_credentials_id = optional(string)
+    kubeconfig_id         = optional(string)
+    version               = optional(string, "latest")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.secrets.create || (var.secrets.crusoe_credentials_id != null && var.secrets.kubeconfig_id != null)
+    error_message = "With secrets.create = false both secrets.crusoe_credentials_id and secrets.kubeconfig_id are required."
+  }
+  validation {
+    condition     = alltrue([for id in [var.secrets.crusoe_credentials_id, var.secrets.kubeconfig_id] : id == null || can(regex("^[a-zA-Z0-9_-]{1,255}$", id))])
+    error_message = "Secret ids are short ids (letters, digits, - and _), not full resource names."
+  }
+  validation {
+    condition     = var.secrets.version == "latest" || can(regex("^[1-9][0-9]*$", var.secrets.version))
+    error_message = "secrets.version must be \"latest\" or a version number."
+  }
+}
+
+variable "secret_values" {
+  description = "OPT-IN, used only when secret_values_version is set: the secret payloads Terraform writes as write-only arguments (never stored in state or plan; needs Terraform >= 1.11). crusoe_credentials is the JSON {\"access_key_id\": ..., \"secret_key\": ...}; kubeconfig is the kubeconfig's YAML."
+  type = object({
+    crusoe_credentials = string
+    kubeconfig         = string
+  })
+  default   = null
+  ephemeral = true
+  sensitive = true
+}
+
+variable "secret_values_version" {
+  description = "OPT-IN, default null (off): set a number to let Terraform add the versions of both secrets from secret_values; bump it to write new values. The values then pass through your variables and CI (not through state). Leave null and add versions with gcloud (recommended, see the README)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.secret_values_version == null || try(var.secret_values_version >= 1, false)
+    error_message = "secret_values_version must be null or a number >= 1."
+  }
+}
+
+variable "source_bucket" {
+  description = "Bucket for the zipped function source. null creates <project_id>-<name>-source (uniform access, public access prevention, versioning); a name uses that existing bucket."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.source_bucket == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", coalesce(var.source_bucket, "x")))
+    error_message = "source_bucket must be a bucket name."
+  }
+}
+
+variable "source_paths" {
+  description = "Where the function's code is: the directory zipped to the archive's root (main.py and its package) and the requirements file put beside it. Defaults to this repository's function/ and requirements.txt."
+  type = object({
+    function_dir      = optional(string)
+    requirements_file = optional(string)
+  })
+  default  = {}
+  nullable = false
+}
