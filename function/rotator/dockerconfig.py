@@ -1,0 +1,134 @@
+"""Building the pull secret: pure functions from (existing secret, new token) to the manifest to apply."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+DOCKERCONFIG_TYPE: Final = "kubernetes.io/dockerconfigjson"
+DOCKERCONFIG_KEY: Final = ".dockerconfigjson"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "ccr-pull-secret-rotator"
+ANNOTATION_PREFIX: Final = "ccr-pull-secret-rotator/"
+ROTATED_AT: Final = ANNOTATION_PREFIX + "rotated-at"
+TOKEN_ALIAS: Final = ANNOTATION_PREFIX + "token-alias"
+EXPIRES_AT: Final = ANNOTATION_PREFIX + "expires-at"
+REGISTRY: Final = ANNOTATION_PREFIX + "registry"
+
+
+class SecretConflictError(ValueError):
+    """The existing secret cannot take the rotator's entry without destroying someone else's data."""
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """The entry the rotator owns inside ``.dockerconfigjson``."""
+
+    registry: str
+    username: str
+    password: str
+    alias: str
+    expires_at: datetime
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def require_compatible(existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The docker config inside ``existing`` (empty if there is none yet).
+
+    Raises:
+        SecretConflictError: the existing secret is of another type, or its content is not a docker config.
+    """
+    if existing is None:
+        return {}
+    kind = existing.get("type")
+    if kind != DOCKERCONFIG_TYPE:
+        raise SecretConflictError(
+            f"a secret of type {kind!r} already has this name; the rotator only writes {DOCKERCONFIG_TYPE} "
+            "secrets and will not replace it: rename or delete it, or set TARGET_SECRET_NAME"
+        )
+    encoded = (existing.get("data") or {}).get(DOCKERCONFIG_KEY)
+    if not encoded:
+        return {}
+    try:
+        config = json.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON") from None
+    if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not a docker config object")
+    return config
+
+
+def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -> bytes:
+    """``.dockerconfigjson`` with the rotator's registry entry set and everything else kept as it was.
+
+    Raises:
+        SecretConflictError: the existing secret is of another type, or its content is not a docker config.
+    """
+    config = require_compatible(existing)
+    auth = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+    auths = dict(config.get("auths", {}))
+    auths[login.registry] = {"username": login.username, "password": login.password, "auth": auth}
+    return json.dumps({**config, "auths": auths}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def apply_manifest(
+    *,
+    namespace: str,
+    name: str,
+    dockerconfig: bytes,
+    login: RegistryLogin,
+    rotated_at: datetime,
+    resource_version: str | None,
+) -> dict[str, Any]:
+    """The server-side apply body: only the fields the rotator owns, plus a precondition when updating."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+        "annotations": {
+            ROTATED_AT: _stamp(rotated_at),
+            TOKEN_ALIAS: login.alias,
+            EXPIRES_AT: _stamp(login.expires_at),
+            REGISTRY: login.registry,
+        },
+    }
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": DOCKERCONFIG_TYPE,
+        "data": {DOCKERCONFIG_KEY: base64.b64encode(dockerconfig).decode()},
+    }
+
+
+def describe(secret: dict[str, Any] | None, registry: str) -> dict[str, Any]:
+    """What ``GET`` reports about a secret: existence, type, the rotator's annotations; never its data."""
+    if secret is None:
+        return {"exists": False}
+    metadata = secret.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    entry_present = False
+    encoded = (secret.get("data") or {}).get(DOCKERCONFIG_KEY)
+    if secret.get("type") == DOCKERCONFIG_TYPE and encoded:
+        try:
+            entry_present = registry in json.loads(base64.b64decode(encoded)).get("auths", {})
+        except (binascii.Error, ValueError, AttributeError):
+            entry_present = False
+    return {
+        "exists": True,
+        "type": secret.get("type"),
+        "managed": (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY,
+        "registry_entry": entry_present,
+        "rotated_at": annotations.get(ROTATED_AT),
+        "token_alias": annotations.get(TOKEN_ALIAS),
+        "expires_at": annotations.get(EXPIRES_AT),
+    }

@@ -1,0 +1,72 @@
+"""One error hierarchy for the whole rotator.
+
+Every failure the rotator can report is a :class:`RotatorError`. Its ``retryable`` flag says whether the
+same call may succeed later without anybody changing anything (a timeout, a 503, a conflict): the HTTP
+entry point answers 503 for those and 500 for the rest, and Cloud Scheduler retries both. Messages are
+written for the person reading the logs: they name what is wrong and what to do, and never contain a
+token, a key, a kubeconfig or an API response body that might hold one.
+"""
+
+from __future__ import annotations
+
+
+class RotatorError(Exception):
+    """A failure the rotator reports; ``retryable`` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+    @property
+    def message(self) -> str:
+        """The human-readable message (never holds a secret)."""
+        return str(self.args[0])
+
+
+class ConfigError(RotatorError):
+    """The configuration is missing or invalid; fix the named variable(s) and redeploy."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        listing = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        super().__init__(f"invalid configuration: {listing}", retryable=False)
+        self.problems = dict(problems)
+
+
+class SecretStoreError(RotatorError):
+    """A secret (Crusoe credentials or kubeconfig) could not be read or is malformed."""
+
+
+class KubeconfigError(RotatorError):
+    """The kubeconfig cannot be used by an unattended function."""
+
+
+class CrusoeApiError(RotatorError):
+    """The Crusoe Cloud API refused or failed a request.
+
+    Carries the API's own error body fields (``code``, ``message``, ``error_id``), which are safe to show,
+    but never request headers.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        status: int | None,
+        detail: str,
+        error_id: str | None = None,
+        retryable: bool,
+    ) -> None:
+        where = f"HTTP {status}" if status is not None else "no response"
+        ref = f" (error_id {error_id})" if error_id else ""
+        super().__init__(f"Crusoe API {operation} failed: {where}: {detail}{ref}", retryable=retryable)
+        self.operation = operation
+        self.status = status
+        self.error_id = error_id
+
+
+class KubeError(RotatorError):
+    """The Kubernetes API refused or failed a request for one namespace or for the whole cluster."""
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status

@@ -1,0 +1,167 @@
+"""Reading the rotator's two secrets: Crusoe API credentials and the kubeconfig.
+
+In production both come from Google Secret Manager through its REST API, authorised with the function's
+own identity (application default credentials); the payload's CRC32C is checked so a corrupted read is
+never used. Local runs read the kubeconfig from a file and the credentials from the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+import tomllib
+from typing import Final, Protocol
+
+import google_crc32c
+import requests
+
+from rotator.config import CredentialsSource, KubeconfigSource, LocalFile, StaticCredentials, check_secret_key
+from rotator.errors import SecretStoreError
+from rotator.retry import Backoff, parse_retry_after
+from rotator.secret import SecretStr
+
+log = logging.getLogger(__name__)
+
+TIMEOUT: Final = (5.0, 20.0)
+SCOPES: Final = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+class SecretReader(Protocol):
+    """Anything that returns the payload of a Secret Manager secret version."""
+
+    def access(self, version_name: str) -> bytes:
+        """The payload bytes of ``version_name``."""
+        ...
+
+
+class SecretManager:
+    """``projects.secrets.versions.access`` over REST with an authorised session."""
+
+    def __init__(self, endpoint: str, session: requests.Session, *, backoff: Backoff = Backoff()) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._session = session
+        self._backoff = backoff
+
+    def access(self, version_name: str) -> bytes:
+        """Fetch and verify a secret version's payload."""
+        url = f"{self._endpoint}/v1/{version_name}:access"
+        for attempt in range(self._backoff.attempts):
+            last = attempt + 1 == self._backoff.attempts
+            try:
+                response = self._session.get(url, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                if last:
+                    raise SecretStoreError(
+                        f"cannot reach Secret Manager for {version_name}: {type(exc).__name__}", retryable=True
+                    ) from None
+                self._wait(attempt, None, version_name, type(exc).__name__)
+                continue
+            if response.status_code == 429 or response.status_code >= 500:  # noqa: PLR2004
+                if last:
+                    raise SecretStoreError(
+                        f"Secret Manager answered HTTP {response.status_code} for {version_name}", retryable=True
+                    )
+                self._wait(
+                    attempt,
+                    parse_retry_after(response.headers.get("Retry-After")),
+                    version_name,
+                    f"HTTP {response.status_code}",
+                )
+                continue
+            return self._payload(response, version_name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, attempt: int, retry_after: float | None, version_name: str, why: str) -> None:
+        delay = self._backoff.delay(attempt, retry_after)
+        log.warning(
+            "Secret Manager read failed (%s), retrying in %.1fs",
+            why,
+            delay,
+            extra={"fields": {"secret_version": version_name}},
+        )
+        time.sleep(delay)
+
+    @staticmethod
+    def _payload(response: requests.Response, version_name: str) -> bytes:
+        if response.status_code in {401, 403}:
+            raise SecretStoreError(
+                f"no permission to read {version_name} (HTTP {response.status_code}): grant the function's "
+                "service account roles/secretmanager.secretAccessor on that secret",
+            )
+        if response.status_code == 404:  # noqa: PLR2004
+            raise SecretStoreError(
+                f"{version_name} does not exist: create the secret and add a version (see the README)"
+            )
+        if not response.ok:
+            raise SecretStoreError(f"Secret Manager answered HTTP {response.status_code} for {version_name}")
+        try:
+            payload = response.json()["payload"]
+            data = base64.b64decode(payload["data"], validate=True)
+            expected = payload.get("dataCrc32c")
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise SecretStoreError(f"Secret Manager's answer for {version_name} is malformed", retryable=True) from None
+        if expected is not None and int(expected) != google_crc32c.value(data):
+            raise SecretStoreError(f"the payload of {version_name} failed its CRC32C check", retryable=True)
+        return data
+
+
+def load_credentials(source: CredentialsSource, reader: SecretReader | None) -> StaticCredentials:
+    """The Crusoe API credentials, from the environment or from a Secret Manager payload.
+
+    The payload may be JSON ``{"access_key_id": ..., "secret_key": ...}`` or the Crusoe CLI's own config
+    file (TOML with a ``[default]`` profile holding the same two keys).
+    """
+    if isinstance(source, StaticCredentials):
+        return source
+    if reader is None:  # pragma: no cover - the factory always passes one with a Secret Manager source
+        raise SecretStoreError("no Secret Manager client to read CRUSOE_CREDENTIALS_SECRET")
+    name = source.version_name
+    document = _parse_credentials(reader.access(name), name)
+    key_id = document.get("access_key_id") or document.get("access_key")
+    secret_key = document.get("secret_key")
+    if not isinstance(key_id, str) or not isinstance(secret_key, str) or not key_id or not secret_key:
+        raise SecretStoreError(f"the payload of {name} must hold string fields access_key_id and secret_key")
+    problems: list[str] = []
+    check_secret_key(secret_key, problems.append)
+    if problems:
+        raise SecretStoreError(f"secret_key in {name} {problems[0]}")
+    return StaticCredentials(key_id, SecretStr(secret_key))
+
+
+def _parse_credentials(raw: bytes, name: str) -> dict[str, object]:
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise SecretStoreError(f"the payload of {name} is not UTF-8 text") from None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        try:
+            document = tomllib.loads(text).get("default", {})
+        except tomllib.TOMLDecodeError:
+            raise SecretStoreError(
+                f"the payload of {name} is neither JSON nor a Crusoe CLI config file (TOML)"
+            ) from None
+    if not isinstance(document, dict):
+        raise SecretStoreError(f"the payload of {name} must be a JSON object")
+    return document
+
+
+def load_kubeconfig(source: KubeconfigSource, reader: SecretReader | None) -> tuple[SecretStr, LocalFile | None]:
+    """The kubeconfig text, and the file it came from when local (relative paths in it resolve there)."""
+    if isinstance(source, LocalFile):
+        try:
+            return SecretStr(source.path.read_text()), source
+        except OSError as exc:
+            raise SecretStoreError(f"cannot read KUBECONFIG file {source.path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretStoreError(f"KUBECONFIG file {source.path} is not UTF-8 text") from None
+    if reader is None:  # pragma: no cover
+        raise SecretStoreError("no Secret Manager client to read KUBECONFIG_SECRET")
+    try:
+        return SecretStr(reader.access(source.version_name).decode()), None
+    except UnicodeDecodeError:
+        raise SecretStoreError(f"the payload of {source.version_name} is not UTF-8 text") from None
