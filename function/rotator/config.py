@@ -34,6 +34,7 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _ALIAS_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 _SECRET_VERSION = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)$")
 _REGISTRY_HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_URLSAFE_BASE64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -275,10 +276,10 @@ class _Reader:
 
 def check_secret_key(value: str, report: Callable[[str], None]) -> None:
     """Report (without echoing it) a secret key that is not URL-safe base64, as Crusoe issues them."""
-    try:
-        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
+    if not _URLSAFE_BASE64.match(value):
         report("is not URL-safe base64; copy the secret key exactly as Crusoe showed it")
         return
-    if not decoded:
-        report("decodes to nothing; copy the secret key exactly as Crusoe showed it")
+    try:
+        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        report("is not valid base64 (wrong length?); copy the secret key exactly as Crusoe showed it")

@@ -1,0 +1,97 @@
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+from rotator.dockerconfig import (
+    DOCKERCONFIG_TYPE,
+    EXPIRES_AT,
+    MANAGED_BY_LABEL,
+    TOKEN_ALIAS,
+    RegistryLogin,
+    SecretConflictError,
+    apply_manifest,
+    describe,
+    merged_dockerconfig,
+)
+
+REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
+LOGIN = RegistryLogin(REGISTRY, "ops@example.com", "tok-new", "ccr-rotator-20261128T120000Z-abcdef",
+                      datetime(2026, 11, 29, tzinfo=UTC))
+
+
+def secret(config, kind=DOCKERCONFIG_TYPE):
+    data = {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()} if config is not None else {}
+    return {"type": kind, "metadata": {"resourceVersion": "7"}, "data": data}
+
+
+def decoded(raw):
+    return json.loads(raw)
+
+
+def test_new_dockerconfig_has_the_registry_entry():
+    config = decoded(merged_dockerconfig(None, LOGIN))
+    entry = config["auths"][REGISTRY]
+    assert entry["username"] == "ops@example.com"
+    assert entry["password"] == "tok-new"
+    assert base64.b64decode(entry["auth"]).decode() == "ops@example.com:tok-new"
+
+
+def test_merge_keeps_other_registries_and_top_level_keys():
+    existing = secret({"auths": {"ghcr.io": {"auth": "Zm9vOmJhcg=="}, REGISTRY: {"auth": "old"}}, "credsStore": "x"})
+    config = decoded(merged_dockerconfig(existing, LOGIN))
+    assert config["auths"]["ghcr.io"] == {"auth": "Zm9vOmJhcg=="}
+    assert config["credsStore"] == "x"
+    assert config["auths"][REGISTRY]["password"] == "tok-new"
+
+
+def test_merge_into_an_empty_dockerconfig_secret():
+    assert REGISTRY in decoded(merged_dockerconfig(secret(None), LOGIN))["auths"]
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [
+        secret({"auths": {}}, kind="Opaque"),
+        {"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": "bm90IGpzb24="}},
+        secret(["a", "list"]),
+        secret({"auths": "not a map"}),
+    ],
+)
+def test_merge_refuses_what_it_would_destroy(existing):
+    with pytest.raises(SecretConflictError):
+        merged_dockerconfig(existing, LOGIN)
+
+
+def test_wrong_type_message_says_what_to_do():
+    with pytest.raises(SecretConflictError, match="TARGET_SECRET_NAME"):
+        merged_dockerconfig(secret({}, kind="Opaque"), LOGIN)
+
+
+def test_apply_manifest_owns_only_the_rotators_fields_and_holds_no_token_in_metadata():
+    manifest = apply_manifest(namespace="a", name="s", dockerconfig=b"{}", login=LOGIN,
+                              rotated_at=datetime(2026, 11, 28, tzinfo=UTC), resource_version="7")
+    assert manifest["type"] == DOCKERCONFIG_TYPE
+    assert manifest["metadata"]["resourceVersion"] == "7"
+    assert manifest["metadata"]["labels"] == {MANAGED_BY_LABEL: "ccr-pull-secret-rotator"}
+    assert manifest["metadata"]["annotations"][TOKEN_ALIAS] == LOGIN.alias
+    assert manifest["metadata"]["annotations"][EXPIRES_AT] == "2026-11-29T00:00:00Z"
+    assert "tok-new" not in json.dumps(manifest["metadata"])
+    assert set(manifest["data"]) == {".dockerconfigjson"}
+
+
+def test_apply_manifest_without_resource_version_for_creation():
+    manifest = apply_manifest(namespace="a", name="s", dockerconfig=b"{}", login=LOGIN,
+                              rotated_at=datetime(2026, 11, 28, tzinfo=UTC), resource_version=None)
+    assert "resourceVersion" not in manifest["metadata"]
+
+
+def test_describe_reports_annotations_not_data():
+    existing = secret({"auths": {REGISTRY: {"password": "tok-old"}}})
+    existing["metadata"]["annotations"] = {TOKEN_ALIAS: "a1"}
+    report = describe(existing, REGISTRY)
+    assert report["exists"] is True
+    assert report["registry_entry"] is True
+    assert report["token_alias"] == "a1"
+    assert "tok-old" not in json.dumps(report)
+    assert describe(None, REGISTRY) == {"exists": False}

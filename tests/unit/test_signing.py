@@ -1,0 +1,62 @@
+import pytest
+from rotator.signing import authorization, canonical_query, encode_query, sign, signing_message
+
+SECRET = "HrbZ3VTUb2YNAq53Md1EsA"
+
+# The published vectors (shared/crusoe-api/FACTS.md), computed with the official Go client's algorithm.
+VECTORS = [
+    ("POST", "/v1alpha5/ccr/tokens", "", "2025-10-01T12:00:00Z", "uY_z7R2GzWzu5M-qrp2N_BoYo_HUTwCl7EMn4KsI8h4"),
+    ("POST", "/v1alpha5/ccr/tokens", "", "2025-10-01T12:00:00+00:00", "46YvJR8fNz8X9BuN3ia9GMTi7_RO4gxWNY-9c8obK-8"),
+    ("GET", "/v1alpha5/users/limited-usage-api-key", "", "2025-10-01T12:00:00Z",
+     "CIuyiepotjJ3qazLFKHHqwr34PZh19hDR0EQNUIMHSg"),
+    ("DELETE", "/v1alpha5/users/limited-usage-api-key", "key_id=abc", "2025-10-01T12:00:00Z",
+     "5ZEEa38WFDarAudiDLobBzVLz5iT30WsCViVl0ingIA"),
+    ("DELETE", "/v1/users/limited-usage-api-key", "key_id=abc", "2025-10-01T12:00:00Z",
+     "x1WCh9fM5kLNMnvdpWG0B5pxZgVWZGduSDwZQD3mPHA"),
+    ("GET", "/v1alpha5/x", "b=2&a=hello world&a=1", "2025-10-01T12:00:00Z", "qZgSDKAaL_MnhZ0kaRkY6I8__c84H4mcKwOLJJVZhKM"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "timestamp", "expected"), VECTORS)
+def test_sign_matches_published_vectors(method, path, query, timestamp, expected):
+    assert sign(SECRET, signing_message(path, query, method, timestamp)) == expected
+
+
+def test_canonical_query_sorts_keys_and_keeps_value_order():
+    assert canonical_query("b=2&a=hello world&a=1") == "a=hello+world&a=1&b=2"
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("", ""),
+        ("&&a=1&", "a=1"),
+        ("flag", "flag="),
+        ("k=a%2Bb%2Fc", "k=a%2Bb%2Fc"),
+        ("k=a+b", "k=a+b"),
+        ("k=~-_.", "k=~-_."),
+        ("k=%c3%a9", "k=%C3%A9"),
+        ("x=1=2", "x=1%3D2"),
+    ],
+)
+def test_canonical_query_escaping(raw, canonical):
+    assert canonical_query(raw) == canonical
+
+
+def test_canonical_query_rejects_semicolons():
+    with pytest.raises(ValueError, match=";"):
+        canonical_query("a=1;b=2")
+
+
+def test_encode_query_sorts_and_escapes_key_ids_with_plus_and_slash():
+    query = encode_query([("z", "1"), ("key_id", "Hm11C1coQZm2+Aihn9ofYg/x")])
+    assert query == "key_id=Hm11C1coQZm2%2BAihn9ofYg%2Fx&z=1"
+    assert canonical_query(query) == query
+
+
+def test_signing_message_has_four_newline_terminated_lines():
+    assert signing_message("/v1alpha5/p", "", "get", "T") == "/v1alpha5/p\n\nGET\nT\n"
+
+
+def test_authorization_header_format():
+    assert authorization("id", "sig") == "Bearer 1.0:id:sig"
