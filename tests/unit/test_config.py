@@ -18,7 +18,7 @@ BASE = {
     "REGISTRY_URL": "registry.us-east1-a.ccr.crusoecloudcompute.com",
     "REGISTRY_USERNAME": "ops@example.com",
     "TARGET_NAMESPACES": "team-a, team-b,team-a",
-    "KUBECONFIG": "/tmp/kubeconfig",
+    "KUBECONFIG": "/home/ops/.kube/config",
 }
 
 
@@ -41,15 +41,19 @@ def test_config_defaults():
     assert settings.token_lifetime == timedelta(hours=12)
     assert settings.alias_prefix == "ccr-rotator"
     assert settings.keep_previous_tokens == 1
-    assert settings.kubeconfig == LocalFile(Path("/tmp/kubeconfig"))
+    assert settings.kubeconfig == LocalFile(Path("/home/ops/.kube/config"))
     assert isinstance(settings.credentials, StaticCredentials)
     assert settings.credentials.access_key_id == "AKID"
 
 
 def test_config_accepts_helm_chart_and_cli_names():
     settings = settings_with(
-        CRUSOE_ACCESS_KEY=None, CRUSOE_ACCESS_KEY_ID="AK2", TARGET_NAMESPACES=None, TARGET_NAMESPACE="one",
-        CRUSOE_BASE_ENDPOINT="https://api.crusoecloud.com", TOKEN_ALIAS="legacy",
+        CRUSOE_ACCESS_KEY=None,
+        CRUSOE_ACCESS_KEY_ID="AK2",
+        TARGET_NAMESPACES=None,
+        TARGET_NAMESPACE="one",
+        CRUSOE_BASE_ENDPOINT="https://api.crusoecloud.com",
+        TOKEN_ALIAS="legacy",
     )
     assert settings.credentials.access_key_id == "AK2"
     assert settings.namespaces == ("one",)
@@ -59,7 +63,9 @@ def test_config_accepts_helm_chart_and_cli_names():
 
 def test_config_secret_manager_sources():
     settings = settings_with(
-        CRUSOE_ACCESS_KEY=None, CRUSOE_SECRET_KEY=None, KUBECONFIG=None,
+        CRUSOE_ACCESS_KEY=None,
+        CRUSOE_SECRET_KEY=None,
+        KUBECONFIG=None,
         CRUSOE_CREDENTIALS_SECRET="projects/p/secrets/crusoe/versions/latest",
         KUBECONFIG_SECRET="projects/p/secrets/kube/versions/3",
     )

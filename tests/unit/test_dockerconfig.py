@@ -16,8 +16,9 @@ from rotator.dockerconfig import (
 )
 
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
-LOGIN = RegistryLogin(REGISTRY, "ops@example.com", "tok-new", "ccr-rotator-20261128T120000Z-abcdef",
-                      datetime(2026, 11, 29, tzinfo=UTC))
+LOGIN = RegistryLogin(
+    REGISTRY, "ops@example.com", "tok-new", "ccr-rotator-20261128T120000Z-abcdef", datetime(2026, 11, 29, tzinfo=UTC)
+)
 
 
 def secret(config, kind=DOCKERCONFIG_TYPE):
@@ -69,8 +70,14 @@ def test_wrong_type_message_says_what_to_do():
 
 
 def test_apply_manifest_owns_only_the_rotators_fields_and_holds_no_token_in_metadata():
-    manifest = apply_manifest(namespace="a", name="s", dockerconfig=b"{}", login=LOGIN,
-                              rotated_at=datetime(2026, 11, 28, tzinfo=UTC), resource_version="7")
+    manifest = apply_manifest(
+        namespace="a",
+        name="s",
+        dockerconfig=b"{}",
+        login=LOGIN,
+        rotated_at=datetime(2026, 11, 28, tzinfo=UTC),
+        resource_version="7",
+    )
     assert manifest["type"] == DOCKERCONFIG_TYPE
     assert manifest["metadata"]["resourceVersion"] == "7"
     assert manifest["metadata"]["labels"] == {MANAGED_BY_LABEL: "ccr-pull-secret-rotator"}
@@ -81,8 +88,14 @@ def test_apply_manifest_owns_only_the_rotators_fields_and_holds_no_token_in_meta
 
 
 def test_apply_manifest_without_resource_version_for_creation():
-    manifest = apply_manifest(namespace="a", name="s", dockerconfig=b"{}", login=LOGIN,
-                              rotated_at=datetime(2026, 11, 28, tzinfo=UTC), resource_version=None)
+    manifest = apply_manifest(
+        namespace="a",
+        name="s",
+        dockerconfig=b"{}",
+        login=LOGIN,
+        rotated_at=datetime(2026, 11, 28, tzinfo=UTC),
+        resource_version=None,
+    )
     assert "resourceVersion" not in manifest["metadata"]
 
 

@@ -2,16 +2,23 @@ import pytest
 from rotator.handler import BadRequestError, parse_body
 
 
-@pytest.mark.parametrize(("raw", "dry_run"), [(b"", False), (b"  ", False), (b"{}", False),
-                                              (b'{"dry_run": true}', True), (b'{"dry_run": false}', False)])
+@pytest.mark.parametrize(
+    ("raw", "dry_run"),
+    [(b"", False), (b"  ", False), (b"{}", False), (b'{"dry_run": true}', True), (b'{"dry_run": false}', False)],
+)
 def test_parse_body_accepts(raw, dry_run):
     assert parse_body(raw) is dry_run
 
 
 @pytest.mark.parametrize(
     ("raw", "match"),
-    [(b"{", "not valid JSON"), (b"[]", "JSON object"), (b'{"force": true}', "unknown field"),
-     (b'{"dry_run": "yes"}', "true or false"), (b"\xff\xfe", "not valid JSON")],
+    [
+        (b"{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"force": true}', "unknown field"),
+        (b'{"dry_run": "yes"}', "true or false"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
 )
 def test_parse_body_rejects(raw, match):
     with pytest.raises(BadRequestError, match=match):

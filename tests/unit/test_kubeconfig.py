@@ -14,16 +14,27 @@ def b64(text):
 
 
 def kubeconfig(user, *, cluster=None, current="main"):
-    return SecretStr(yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": current,
-        "clusters": [{"name": "c", "cluster": cluster or {"server": "https://127.0.0.1:6443",
-                                                          "certificate-authority-data": b64(CA)}}],
-        "users": [{"name": "u", "user": user}],
-        "contexts": [{"name": "main", "context": {"cluster": "c", "user": "u"}},
-                     {"name": "other", "context": {"cluster": "c", "user": "missing"}}],
-    }))
+    return SecretStr(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": current,
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": cluster
+                        or {"server": "https://127.0.0.1:6443", "certificate-authority-data": b64(CA)},
+                    }
+                ],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [
+                    {"name": "main", "context": {"cluster": "c", "user": "u"}},
+                    {"name": "other", "context": {"cluster": "c", "user": "missing"}},
+                ],
+            }
+        )
+    )
 
 
 def test_token_kubeconfig():
@@ -36,7 +47,8 @@ def test_token_kubeconfig():
 
 def test_client_certificate_kubeconfig():
     access = parse_kubeconfig(
-        kubeconfig({"client-certificate-data": b64("CERT"), "client-key-data": b64("KEY")}), context=None,
+        kubeconfig({"client-certificate-data": b64("CERT"), "client-key-data": b64("KEY")}),
+        context=None,
         base_dir=None,
     )
     assert access.client_cert_pem == SecretStr("CERT")
@@ -77,8 +89,7 @@ def test_context_selection_and_missing_entries():
 
 def test_http_servers_are_refused():
     with pytest.raises(KubeconfigError, match="https"):
-        parse_kubeconfig(kubeconfig({"token": "t"}, cluster={"server": "http://10.0.0.1"}), context=None,
-                         base_dir=None)
+        parse_kubeconfig(kubeconfig({"token": "t"}, cluster={"server": "http://10.0.0.1"}), context=None, base_dir=None)
 
 
 def test_yaml_errors_do_not_quote_the_document():

@@ -25,8 +25,14 @@ def test_alias_shape_and_uniqueness():
 
 @pytest.mark.parametrize(
     "alias",
-    ["ccr-rotator", "ccr-rotator-manual", "ccr-rotator-20261128T120000Z", "other-20261128T120000Z-abcdef",
-     "ccr-rotator-20261128T120000Z-abcdef-x", "ccr-rotator-extra-20261128T120000Z-abcdef"],
+    [
+        "ccr-rotator",
+        "ccr-rotator-manual",
+        "ccr-rotator-20261128T120000Z",
+        "other-20261128T120000Z-abcdef",
+        "ccr-rotator-20261128T120000Z-abcdef-x",
+        "ccr-rotator-extra-20261128T120000Z-abcdef",
+    ],
 )
 def test_foreign_aliases_are_not_ours(alias):
     assert minted_at(alias, PREFIX) is None
@@ -65,7 +71,10 @@ def test_strays_are_revoked_even_inside_the_grace_window():
     stray = owned(0, "ffffff")
     previous = owned(6)
     revoked = select_revocations(
-        [CURRENT, stray, previous], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1,
+        [CURRENT, stray, previous],
+        prefix=PREFIX,
+        current_alias=CURRENT.alias,
+        keep_previous=1,
         strays=[stray.alias],
     )
     assert aliases(revoked) == [stray.alias]
