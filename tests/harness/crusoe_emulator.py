@@ -101,10 +101,7 @@ def _query_unescape(text: str) -> bytes:
 
 def _query_escape(value: bytes) -> str:
     """Form-encode like Go's ``url.QueryEscape``: space -> ``+``, all but unreserved -> ``%XX``."""
-    return "".join(
-        chr(b) if b in _UNRESERVED else "+" if b == ord(" ") else f"%{b:02X}"
-        for b in value
-    )
+    return "".join(chr(b) if b in _UNRESERVED else "+" if b == ord(" ") else f"%{b:02X}" for b in value)
 
 
 def parse_query(raw_query: str) -> list[tuple[bytes, bytes]]:
@@ -129,11 +126,7 @@ def canonical_query(raw_query: str) -> str:
     grouped: dict[bytes, list[bytes]] = {}
     for key, value in parse_query(raw_query):
         grouped.setdefault(key, []).append(value)
-    return "&".join(
-        f"{_query_escape(key)}={_query_escape(value)}"
-        for key in sorted(grouped)
-        for value in grouped[key]
-    )
+    return "&".join(f"{_query_escape(key)}={_query_escape(value)}" for key in sorted(grouped) for value in grouped[key])
 
 
 def compute_signature(secret_key: str, path: str, raw_query: str, method: str, timestamp: str) -> str:
@@ -282,7 +275,11 @@ class _Handler(JsonHandler):
             self.send_json(status, payload)
             return
         response, fault = emulator.handle_api(
-            method=method, raw_path=raw_path, raw_query=raw_query, headers=self.headers, body=body,
+            method=method,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=self.headers,
+            body=body,
         )
         data = b"" if response.body is None else json.dumps(response.body).encode()
         if fault is not None and fault.malformed:
@@ -377,7 +374,7 @@ class CrusoeEmulator(BackgroundServer):
     def _new_token() -> str:
         return "ccr_" + secrets.token_urlsafe(36)
 
-    def seed_token(  # noqa: PLR0913 - a seeded key has that many fields
+    def seed_token(
         self,
         alias: str,
         usage: str = "registry",
@@ -433,7 +430,7 @@ class CrusoeEmulator(BackgroundServer):
         with self._lock:
             return list(self._violations)
 
-    def inject(  # noqa: PLR0913 - each knob is one kind of fault
+    def inject(
         self,
         target: str = "*",
         status: int | None = 503,
@@ -712,11 +709,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     parser.add_argument(
-        "--access-key-id", default=os.environ.get("CRUSOE_ACCESS_KEY"),
+        "--access-key-id",
+        default=os.environ.get("CRUSOE_ACCESS_KEY"),
         help="accepted access key id (default: $CRUSOE_ACCESS_KEY)",
     )
     parser.add_argument(
-        "--secret-key", default=os.environ.get("CRUSOE_SECRET_KEY"),
+        "--secret-key",
+        default=os.environ.get("CRUSOE_SECRET_KEY"),
         help="its secret key (default: $CRUSOE_SECRET_KEY; prefer the variable: argv is visible in ps)",
     )
     args = parser.parse_args(argv)

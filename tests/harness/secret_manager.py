@@ -462,7 +462,10 @@ class _Handler(JsonHandler):
             status, payload = 404, google_error(404, f"Method not found: {method} {path}")
         else:
             status, payload = owner.access(
-                match["project"], match["secret"], match["version"], self.headers.get("Authorization"),
+                match["project"],
+                match["secret"],
+                match["version"],
+                self.headers.get("Authorization"),
             )
         self.send_json(status, payload)
         return status
@@ -491,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     parser.add_argument("--project-id", default=DEFAULT_PROJECT, help="project the metadata server reports")
     parser.add_argument(
-        "--secret", action="append", default=[], type=_parse_secret_arg, metavar="projects/P/secrets/S=@FILE",
+        "--secret",
+        action="append",
+        default=[],
+        type=_parse_secret_arg,
+        metavar="projects/P/secrets/S=@FILE",
         help="add a version from a file (repeatable; =VALUE also works but shows in ps)",
     )
     args = parser.parse_args(argv)

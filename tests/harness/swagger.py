@@ -138,9 +138,7 @@ class Spec:
             resolved = self.resolve(resp)
             responses[status] = resolved.get("schema")
         regex = "".join(
-            "[^/]+" if part.startswith("{") else re.escape(part)
-            for part in re.split(r"(\{[^}]+\})", path)
-            if part
+            "[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]+\})", path) if part
         )
         return Operation(
             operation_id=op.get("operationId", f"{method} {path}"),
