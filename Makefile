@@ -1,0 +1,65 @@
+# Everyday commands. `make help` lists them. Python tools run from .venv, which `make install` builds
+# from the hash-pinned locks (tests/requirements.txt includes the runtime pins of requirements.txt).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Never let google-auth probe the cloud metadata server from a developer machine or CI.
+export NO_GCE_CHECK ?= True
+export GCE_METADATA_HOST ?= 127.0.0.1:9
+export GCE_METADATA_IP ?= 127.0.0.1:9
+
+.PHONY: help install lock lint test run demo bench cluster-up cluster-down kubeconfig clean
+
+help: ## Show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r tests/requirements.txt
+	touch $@
+
+install: $(STAMP) ## Create .venv with the pinned runtime and dev dependencies
+
+lock: $(STAMP) ## Re-pin requirements.txt (Python 3.12 runtime) and tests/requirements.txt, with hashes
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.12 --generate-hashes --no-header --quiet \
+	  --upgrade -o requirements.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -c requirements.txt --python-version 3.11 \
+	  --generate-hashes --quiet --upgrade --custom-compile-command "make lock" -o tests/requirements.txt
+
+lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	infra/scripts/check.sh
+
+test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test tier
+	$(PY) -m tests.harness.binaries build
+	$(VENV)/bin/pytest
+
+run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .env (see README)
+	set -a; [ ! -f .env ] || . ./.env; set +a; \
+	  $(VENV)/bin/functions-framework --source function/main.py --target rotate --port $${PORT:-8080} --debug
+
+demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, two rotations, a report
+	$(PY) -m tests.harness.binaries build
+	$(PY) -m tests.harness.demo
+
+bench: $(STAMP) ## Rotation cost at 10, 100 and 1,000 namespaces against the baseline (bench/results)
+	$(PY) -m tests.harness.binaries build
+	$(PY) bench/run.py
+
+cluster-up: $(STAMP) ## Start etcd + kube-apiserver on loopback; admin kubeconfig in .cache/cluster/
+	$(PY) -m tests.harness.binaries build
+	$(PY) -m tests.harness.cluster up
+
+cluster-down: $(STAMP) ## Stop the local control plane and remove its data
+	$(PY) -m tests.harness.cluster down
+
+kubeconfig: ## Make a least-privilege kubeconfig for the rotator and store it in Secret Manager
+	infra/scripts/make-kubeconfig.sh
+
+clean: ## Remove .venv and caches (keeps the built binaries in .cache/bin)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

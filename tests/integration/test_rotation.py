@@ -1,0 +1,279 @@
+"""The function end to end through ``create_app``: real apiserver, Crusoe emulator, Secret Manager server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kubernetes import client
+
+from tests.integration.conftest import REGISTRY, USERNAME
+
+pytestmark = pytest.mark.integration
+SECRET = "crusoe-image-pull-secrets"
+OWNED_OLD = "ccr-rotator-20261101T000000Z-0a0a0a"
+
+
+def read_secret(kube_admin, namespace):
+    try:
+        return client.CoreV1Api(kube_admin).read_namespaced_secret(SECRET, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def dockerconfig(secret):
+    return json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+
+
+def token_for(crusoe, alias):
+    return next(key.token for key in crusoe.tokens() if key.alias == alias)
+
+
+def posts(crusoe):
+    return [r for r in crusoe.requests if r.method == "POST"]
+
+
+def test_first_rotation_creates_every_secret(deployment, invoke, crusoe, kube_admin):
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert [n["result"] for n in body["namespaces"]] == ["created"] * 3
+    assert [n["namespace"] for n in body["namespaces"]] == deployment.namespaces
+    alias = body["token"]["alias"]
+    assert alias.startswith("ccr-rotator-")
+    token = token_for(crusoe, alias)
+    for namespace in deployment.namespaces:
+        secret = read_secret(kube_admin, namespace)
+        assert secret.type == "kubernetes.io/dockerconfigjson"
+        entry = dockerconfig(secret)["auths"][REGISTRY]
+        assert (entry["username"], entry["password"]) == (USERNAME, token)
+        assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "ccr-pull-secret-rotator"
+        assert secret.metadata.annotations["ccr-pull-secret-rotator/token-alias"] == alias
+        assert secret.metadata.annotations["ccr-pull-secret-rotator/expires-at"] == body["token"]["expires_at"]
+        assert token not in json.dumps(secret.metadata.annotations)
+    expires = datetime.fromisoformat(body["token"]["expires_at"])
+    assert timedelta(hours=11, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=12)
+    assert len(posts(crusoe)) == 1
+    logs = invoke.logs()
+    per_namespace = [line for line in logs if line.get("namespace") and line.get("result") == "created"]
+    assert {line["namespace"] for line in per_namespace} == set(deployment.namespaces)
+    assert all(line["logging.googleapis.com/labels"] == {"execution_id": "exec-test"} for line in per_namespace)
+    assert any("rotation succeeded" in str(line["message"]) for line in logs)
+
+
+def test_second_rotation_keeps_previous_revokes_older_and_spares_foreign_tokens(deployment, invoke, crusoe):
+    foreign = [
+        crusoe.seed_token("someone-elses-token", created_at=datetime.now(UTC) - timedelta(days=30)),
+        crusoe.seed_token("ccr-rotator-manual", created_at=datetime.now(UTC) - timedelta(days=30)),
+        crusoe.seed_token(
+            "ccr-rotator-20261001T000000Z-abcdef", usage="inference", created_at=datetime.now(UTC) - timedelta(days=30)
+        ),
+    ]
+    older = crusoe.seed_token(OWNED_OLD, created_at=datetime.now(UTC) - timedelta(days=20))
+    first = invoke().get_json()
+    assert first["revoked"] == []  # the older one is inside the grace window of one previous token
+    second = invoke()
+    body = second.get_json()
+    assert second.status_code == 200, body
+    assert [n["result"] for n in body["namespaces"]] == ["updated"] * 3
+    assert body["revoked"] == [older.alias]
+    live = {key.alias for key in crusoe.tokens()}
+    assert first["token"]["alias"] in live
+    assert body["token"]["alias"] in live
+    assert {key.alias for key in foreign} <= live
+    assert [key.alias for key in crusoe.deleted()] == [older.alias]
+
+
+def test_foreign_registry_entries_labels_and_annotations_are_preserved(deployment, invoke, kube_admin):
+    namespace = deployment.namespaces[0]
+    other = {"auths": {"ghcr.io": {"auth": base64.b64encode(b"bot:ghp").decode()}}}
+    client.CoreV1Api(kube_admin).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET, labels={"team": "a"}, annotations={"owner": "platform"}),
+            type="kubernetes.io/dockerconfigjson",
+            data={".dockerconfigjson": base64.b64encode(json.dumps(other).encode()).decode()},
+        ),
+    )
+    response = invoke()
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["namespaces"][0]["result"] == "updated"
+    secret = read_secret(kube_admin, namespace)
+    auths = dockerconfig(secret)["auths"]
+    assert auths["ghcr.io"] == other["auths"]["ghcr.io"]
+    assert REGISTRY in auths
+    assert secret.metadata.labels["team"] == "a"
+    assert secret.metadata.annotations["owner"] == "platform"
+
+
+def test_wrong_type_secret_is_refused_and_untouched(deployment, invoke, crusoe, kube_admin):
+    namespace = deployment.namespaces[1]
+    created = client.CoreV1Api(kube_admin).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET),
+            type="Opaque",
+            data={"keep": base64.b64encode(b"me").decode()},
+        ),
+    )
+    crusoe.seed_token(OWNED_OLD, created_at=datetime.now(UTC) - timedelta(days=20))
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == 500
+    assert body["status"] == "failed"
+    results = {n["namespace"]: n for n in body["namespaces"]}
+    assert results[namespace]["result"] == "failed"
+    assert "'Opaque'" in results[namespace]["error"]
+    assert [results[n]["result"] for n in deployment.namespaces if n != namespace] == ["created", "created"]
+    assert body["revoked"] == []
+    assert crusoe.deleted() == []
+    after = read_secret(kube_admin, namespace)
+    assert after.metadata.resource_version == created.metadata.resource_version
+    assert after.type == "Opaque"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ({"status": 500, "times": 5}, 503),
+        ({"status": 503, "times": 5}, 503),
+        ({"status": 429, "times": 5, "retry_after": 0}, 503),
+        ({"status": None, "malformed": True, "times": 5}, 503),
+        ({"status": 400, "times": 1}, 500),
+    ],
+)
+def test_crusoe_failures_change_nothing(deployment, invoke, crusoe, kube_admin, fault, status):
+    crusoe.inject("createCcrToken", **fault)
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert body["status"] == "failed"
+    assert "createCcrToken" in body["error"]
+    assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
+    assert crusoe.deleted() == []
+
+
+def test_lost_mint_answers_are_retried_with_new_aliases_and_strays_revoked(deployment, invoke, crusoe):
+    crusoe.inject("createCcrToken", status=None, malformed=True, times=1)  # minted, but the answer is garbage
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert len(posts(crusoe)) == 2
+    assert len(body["revoked"]) == 1
+    assert body["revoked"][0] != body["token"]["alias"]
+    assert {k.alias for k in crusoe.tokens()} == {body["token"]["alias"]}
+
+
+def test_wrong_crusoe_credentials_fail_before_writing(deployment, invoke, crusoe, kube_admin, secret_manager):
+    secret_manager.add_version(
+        "demo-project",
+        "rotator-crusoe",
+        json.dumps({"access_key_id": "nobody", "secret_key": "AAAAAAAAAAAAAAAAAAAAAA"}).encode(),
+    )
+    response = invoke()
+    assert response.status_code == 500
+    assert "401" in response.get_json()["error"]
+    assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
+
+
+def test_a_failing_namespace_does_not_stop_the_others_and_revokes_nothing(
+    deployment, invoke, crusoe, kube_admin, namespace_factory, monkeypatch
+):
+    outside = namespace_factory(prefix="no-rbac")  # the rotator's Role does not reach it: 403
+    monkeypatch.setenv("TARGET_NAMESPACES", ",".join([*deployment.namespaces, outside]))
+    crusoe.seed_token(OWNED_OLD, created_at=datetime.now(UTC) - timedelta(days=20))
+    crusoe.seed_token("ccr-rotator-20261102T000000Z-0b0b0b", created_at=datetime.now(UTC) - timedelta(days=19))
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == 500, body
+    results = {n["namespace"]: n for n in body["namespaces"]}
+    assert results[outside]["result"] == "failed"
+    assert "403" in results[outside]["error"]
+    assert all(results[n]["result"] == "created" for n in deployment.namespaces)
+    assert body["revoked"] == []
+    assert crusoe.deleted() == []
+    assert all(read_secret(kube_admin, n) is not None for n in deployment.namespaces)
+
+
+EXEC_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+current-context: cmk
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: crusoe}}}]
+contexts: [{name: cmk, context: {cluster: c, user: u}}]
+"""
+
+
+def test_exec_plugin_kubeconfig_fails_before_minting(deployment, invoke, crusoe, secret_manager):
+    secret_manager.add_version("demo-project", "rotator-kubeconfig", EXEC_KUBECONFIG.encode())
+    response = invoke()
+    assert response.status_code == 500
+    assert "exec" in response.get_json()["error"]
+    assert posts(crusoe) == []
+
+
+def test_unreachable_cluster_fails_before_minting(deployment, invoke, crusoe, secret_manager):
+    unreachable = deployment.account.kubeconfig.replace(
+        deployment.account.kubeconfig.split("server: ")[1].split()[0], "https://127.0.0.1:9"
+    )
+    secret_manager.add_version("demo-project", "rotator-kubeconfig", unreachable.encode())
+    response = invoke()
+    body = response.get_json()
+    assert response.status_code == 503, body
+    assert "no token was minted" in body["error"]
+    assert posts(crusoe) == []
+
+
+def test_corrupted_secret_payload_fails_before_minting(deployment, invoke, crusoe, secret_manager):
+    secret_manager.corrupt_crc32c(times=10)
+    response = invoke()
+    assert response.status_code == 503
+    assert "CRC32C" in response.get_json()["error"]
+    assert posts(crusoe) == []
+
+
+def test_missing_configuration_names_the_variable_and_does_nothing(deployment, invoke, crusoe, monkeypatch):
+    monkeypatch.delenv("REGISTRY_URL")
+    response = invoke()
+    assert response.status_code == 500
+    assert "REGISTRY_URL" in response.get_json()["error"]
+    assert crusoe.requests == []
+
+
+def test_status_reports_annotations_without_changing_anything(deployment, invoke, crusoe, kube_admin):
+    before = invoke("GET").get_json()
+    assert [n["exists"] for n in before["namespaces"]] == [False] * 3
+    alias = invoke().get_json()["token"]["alias"]
+    requests_after_rotation = len(crusoe.requests)
+    status = invoke("GET")
+    assert status.status_code == 200
+    namespaces = status.get_json()["namespaces"]
+    assert all(n["exists"] and n["token_alias"] == alias and n["registry_entry"] for n in namespaces)
+    assert len(crusoe.requests) == requests_after_rotation
+
+
+def test_dry_run_mints_and_writes_nothing(deployment, invoke, crusoe, kube_admin):
+    response = invoke("POST", {"dry_run": True})
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["dry_run"] is True
+    assert [n["result"] for n in body["namespaces"]] == ["would-create"] * 3
+    assert crusoe.requests == []
+    assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "status"),
+    [("POST", b"{not json", 400), ("POST", b'{"force": true}', 400), ("PUT", b"", 405), ("DELETE", b"", 405)],
+)
+def test_bad_requests_do_nothing(deployment, invoke, crusoe, kube_admin, method, raw, status):
+    response = invoke(method, raw=raw)
+    assert response.status_code == status
+    assert crusoe.requests == []
+    assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
