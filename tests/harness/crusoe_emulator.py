@@ -274,13 +274,17 @@ class _Handler(JsonHandler):
             status, payload = emulator.handle_control(method, raw_path[len(CONTROL_PREFIX) :], body)
             self.send_json(status, payload)
             return
-        response, fault = emulator.handle_api(
-            method=method,
-            raw_path=raw_path,
-            raw_query=raw_query,
-            headers=self.headers,
-            body=body,
-        )
+        try:
+            response, fault = emulator.handle_api(
+                method=method,
+                raw_path=raw_path,
+                raw_query=raw_query,
+                headers=self.headers,
+                body=body,
+            )
+        except Exception as exc:  # noqa: BLE001 - an emulator bug must surface as a 500 and a violation, not a hang
+            emulator._violation(f"emulator error on {method} {raw_path}: {exc!r}")
+            response, fault = _Response(500, emulator.error(500, "emulator error"), {}), None
         data = b"" if response.body is None else json.dumps(response.body).encode()
         if fault is not None and fault.malformed:
             # Cut mid-document, as a proxy dropping the connection would.

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -536,3 +537,27 @@ def test_emulator_cli_prints_its_url_and_stops_on_sigterm():
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+def test_every_swagger_operation_is_routable():
+    for spec in load_specs().values():
+        assert len(spec.operations) > 100
+        for operation in spec.operations.values():
+            concrete = re.sub(r"\{[^}]+\}", "some-id", operation.path)
+            found, _ = spec.match(operation.method, concrete)
+            assert found is not None
+            assert (found.method, found.path) == (operation.method, operation.path)
+
+
+def test_emulator_turns_its_own_errors_into_a_500_and_a_violation(monkeypatch):
+    with CrusoeEmulator() as emulator, requests.Session() as session:
+        emulator.add_api_key(ACCESS_KEY, SECRET)
+
+        def broken(*_args):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(emulator, "_perform", broken)
+        response = _call(session, "GET", emulator.base_url + "/users/limited-usage-api-key")
+        assert response.status_code == 500
+        _assert_error_body(response, 500, "internal_error")
+        assert "boom" in emulator.contract_violations[0]
