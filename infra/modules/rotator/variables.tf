@@ -91,14 +91,14 @@ variable "labels" {
 }
 
 variable "name" {
-  description = "Name of the function, the scheduler job and the prefix of every other resource's name. 6-22 characters so that derived service account ids fit in 30."
+  description = "Name of the function, the scheduler job and the prefix of every other resource's name. 6-26 characters so that derived service account ids (<name>-run, -inv, -bld) fit in 30."
   type        = string
   default     = "ccr-pull-secret-rotator"
   nullable    = false
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{4,20}[a-z0-9]$", var.name))
-    error_message = "name must be 6-22 lower-case letters, digits or dashes, starting with a letter and not ending with a dash."
+    condition     = can(regex("^[a-z][a-z0-9-]{4,24}[a-z0-9]$", var.name))
+    error_message = "name must be 6-26 lower-case letters, digits or dashes, starting with a letter and not ending with a dash."
   }
 }
 
