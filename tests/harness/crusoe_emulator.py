@@ -12,12 +12,12 @@ In-process use (pytest fixtures)::
 
     with CrusoeEmulator() as api:
         api.add_api_key("AKID", "HrbZ3VTUb2YNAq53Md1EsA")
-        client = make_client(api.base_url, "AKID", "HrbZ3VTUb2YNAq53Md1EsA")
-        api.inject("createCcrToken", status=503)
+        api.inject("createCcrToken", status=503)  # the next mint answers 503
+        ...  # point the product's CRUSOE_API_ENDPOINT at api.base_url
 
 Out of process (demo, benchmark)::
 
-    python -m tests.harness.crusoe_emulator --port 0 --access-key-id AKID --secret-key SECRET
+    CRUSOE_SECRET_KEY=... python -m tests.harness.crusoe_emulator --port 0 --access-key-id AKID
 
 prints one JSON line (``{"base_url": ..., "control_url": ...}``) when ready and runs until
 SIGTERM; ``GET {control_url}/tokens`` and ``GET {control_url}/requests`` expose its state.
@@ -54,7 +54,7 @@ DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
 CONTROL_PREFIX = "/_emulator"
 DEFAULT_PREFIX = "/v1alpha5"
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 
@@ -151,7 +151,7 @@ def parse_timestamp(value: str) -> datetime:
     Raises:
         AuthError: the value is not RFC 3339.
     """
-    if not _RFC3339.match(value):
+    if not _RFC3339.fullmatch(value):
         raise AuthError("X-Crusoe-Timestamp is not an RFC 3339 time")
     try:
         return datetime.fromisoformat(value)
