@@ -84,10 +84,10 @@ class MonkeyPatch(Protocol):
     def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
         """Set an environment variable until the test ends."""
 
-    def delenv(self, name: str, raising: bool = True) -> None:  # noqa: FBT001, FBT002 - pytest's signature
+    def delenv(self, name: str, raising: bool = True) -> None:  # noqa: FBT002 - pytest's signature
         """Remove an environment variable until the test ends."""
 
-    def setattr(self, target: object, name: str, value: object, raising: bool = True) -> None:  # noqa: FBT001, FBT002
+    def setattr(self, target: object, name: str, value: object, raising: bool = True) -> None:  # noqa: FBT002
         """Replace an attribute until the test ends."""
 
 

@@ -518,7 +518,7 @@ def test_emulator_binds_loopback_only():
 
 def test_emulator_cli_prints_its_url_and_stops_on_sigterm():
     env = os.environ | {"CRUSOE_SECRET_KEY": SECRET}
-    process = subprocess.Popen(  # noqa: S603 - our own module
+    process = subprocess.Popen(
         [sys.executable, "-m", "tests.harness.crusoe_emulator", "--port", "0", "--access-key-id", ACCESS_KEY],
         cwd=REPO,
         env=env,

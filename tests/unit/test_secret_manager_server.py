@@ -195,7 +195,7 @@ def test_server_binds_loopback_only():
 def test_cli_serves_a_secret_from_a_file_to_a_client_process(tmp_path):
     secret_file = tmp_path / "kubeconfig"
     secret_file.write_bytes(KUBECONFIG)
-    server = subprocess.Popen(  # noqa: S603 - our own module
+    server = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -222,7 +222,7 @@ def test_cli_serves_a_secret_from_a_file_to_a_client_process(tmp_path):
             " + '/v1/projects/p/secrets/kc/versions/latest:access', timeout=5)\n"
             "print(base64.b64decode(r.json()['payload']['data']).decode(), end='')\n"
         )
-        result = subprocess.run(  # noqa: S603 - our own interpreter
+        result = subprocess.run(
             [sys.executable, "-c", client], env=client_env, capture_output=True, text=True, timeout=60, check=True
         )
         assert result.stdout == KUBECONFIG.decode()
