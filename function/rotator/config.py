@@ -94,7 +94,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         registry_username=reader.required("REGISTRY_USERNAME"),
         secret_name=reader.secret_name(),
         namespaces=reader.namespaces(),
-        token_lifetime=timedelta(hours=reader.integer("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS, 1, 2160)),
+        token_lifetime=timedelta(hours=reader.integer("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS, 1, 720)),
         alias_prefix=reader.alias_prefix(),
         keep_previous_tokens=reader.integer("KEEP_PREVIOUS_TOKENS", DEFAULT_KEEP_PREVIOUS, 0, 20),
         kubeconfig=reader.kubeconfig(),
