@@ -1,4 +1,4 @@
-# ruff: noqa: INP001 - a command-line script beside data files, not part of a package
+# ruff: noqa: INP001  # a command-line script beside data files, not part of a package
 """Render the rotator's least-privilege Kubernetes RBAC as plain objects or multi-document YAML.
 
 The permissions come from ``infra/modules/cluster-rbac/rules.json``, the same file that the Terraform
@@ -27,12 +27,14 @@ import yaml
 
 RULES_FILE = Path(__file__).resolve().parent.parent / "modules" / "cluster-rbac" / "rules.json"
 
-DEFAULT_SECRET_NAME = "crusoe-image-pull-secrets"  # noqa: S105 - a Kubernetes object name, not a password
+DEFAULT_SECRET_NAME = "crusoe-image-pull-secrets"
 DEFAULT_SERVICE_ACCOUNT_NAMESPACE = "crusoe-system"
 DEFAULT_SERVICE_ACCOUNT_NAME = "ccr-pull-secret-rotator"
 
 # Kubernetes name rules: namespaces and object names used here are DNS-1123 labels (<= 63 chars);
 # secret names may be DNS-1123 subdomains (<= 253 chars).
+_MAX_LABEL = 63
+_MAX_SUBDOMAIN = 253
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -44,12 +46,12 @@ def load_rules(path: Path = RULES_FILE) -> dict[str, Any]:
 
 
 def _check_label(value: str, what: str) -> None:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):  # noqa: PLR2004 - Kubernetes' limit
+    if len(value) > _MAX_LABEL or not _DNS1123_LABEL.match(value):
         raise ValueError(f"{what} {value!r} is not a valid Kubernetes name (DNS-1123 label)")
 
 
 def _check_subdomain(value: str, what: str) -> None:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):  # noqa: PLR2004 - Kubernetes' limit
+    if len(value) > _MAX_SUBDOMAIN or not _DNS1123_SUBDOMAIN.match(value):
         raise ValueError(f"{what} {value!r} is not a valid Kubernetes name (DNS-1123 subdomain)")
 
 

