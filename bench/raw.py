@@ -1,0 +1,78 @@
+"""Raw capacity: exactly the Kubernetes requests a rotation needs, with no rotation logic around them.
+
+Per namespace a rotation needs one read (to keep other entries of the docker config and to make the write
+conditional) and one server-side apply PATCH. This client sends just those, from a thread pool over one
+pooled keep-alive session, with the apply body prepared before the clock starts: the practical limit of
+this apiserver on this machine for that request mix, which the rotation is compared against.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+FIELD_MANAGER = "bench-raw-capacity"
+OK = 200
+NOT_FOUND = 404
+
+
+@dataclass(frozen=True)
+class RawTarget:
+    """The API server, the identity to send as, and the secret to write in every namespace."""
+
+    server: str
+    ca_file: Path
+    token: str
+    secret_name: str
+    body: dict[str, Any]
+
+
+class RawClient:
+    """A tight concurrent GET + apply-PATCH client; ``run`` can be called repeatedly."""
+
+    def __init__(self, target: RawTarget, concurrency: int) -> None:
+        self._target = target
+        self._concurrency = concurrency
+        self._session = requests.Session()
+        self._session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, pool_block=True))
+        self._session.trust_env = False  # loopback only: no proxy, and no REQUESTS_CA_BUNDLE over our CA
+        self._session.verify = str(target.ca_file)
+        self._session.headers["Authorization"] = f"Bearer {target.token}"
+        self._session.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        """Release the pooled connections."""
+        self._session.close()
+
+    def _one(self, namespace: str) -> None:
+        url = f"{self._target.server}/api/v1/namespaces/{namespace}/secrets/{self._target.secret_name}"
+        read = self._session.get(url, timeout=30)
+        if read.status_code not in (OK, NOT_FOUND):
+            read.raise_for_status()
+        metadata: dict[str, Any] = {**self._target.body["metadata"], "namespace": namespace}
+        if read.status_code == OK:
+            metadata["resourceVersion"] = read.json()["metadata"]["resourceVersion"]
+        body = {**self._target.body, "metadata": metadata}
+        write = self._session.patch(
+            url,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            data=json.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            timeout=30,
+        )
+        write.raise_for_status()
+
+    def run(self, namespaces: list[str]) -> float:
+        """Read and write every namespace; return the wall-clock seconds."""
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="raw") as pool:
+            for _ in pool.map(self._one, namespaces):
+                pass
+        return time.perf_counter() - started

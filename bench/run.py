@@ -1,0 +1,717 @@
+"""Benchmark: rotation cost at 10 to 1,000 namespaces, side by side with the baseline and raw capacity.
+
+``make bench`` (or ``python bench/run.py``) starts one local control plane (etcd + kube-apiserver) and the
+Crusoe API emulator, and for each N creates N fresh namespaces and three least-privilege ServiceAccounts
+(rotator, baseline, raw client: each with its own secret name, so they never touch each other's
+secrets), then measures in the same run, interleaved repeat by repeat so that drift hits all three alike:
+
+- **rotation**: the real function in a ``functions-framework`` process, called over HTTP; the first call
+  creates the secrets, the reported figure is the median of the later (steady-state) calls;
+- **baseline**: the Helm chart's sequential read-then-replace algorithm (``bench/baseline.py``);
+- **raw**: the same GET + apply-PATCH per namespace with no logic (``bench/raw.py``).
+
+Write requests are counted from the apiserver's own ``apiserver_request_total`` metric, Crusoe calls
+from the emulator's request log, peak RSS from ``VmHWM`` of the function's process tree, CPU seconds of
+each process from ``/proc``. It is a program that measures and reports, not a test: it asserts nothing
+about the goals, it prints them met or not. Results go to ``bench/results/latest.json`` and a chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script (`python bench/run.py`): make the harness importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+import requests  # noqa: E402 - after the sys.path fix above
+from kubernetes import client  # noqa: E402
+
+from bench import baseline  # noqa: E402
+from bench.raw import RawClient, RawTarget  # noqa: E402
+from tests.harness import kube  # noqa: E402
+from tests.harness.binaries import ETCD, resolve_all  # noqa: E402
+from tests.harness.cluster import ClusterHandle, ControlPlane  # noqa: E402
+from tests.harness.crusoe_emulator import CrusoeEmulator  # noqa: E402
+
+MAIN = REPO_ROOT / "function" / "main.py"
+FRAMEWORK = Path(sys.executable).with_name("functions-framework")
+DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
+DEFAULT_CHART = REPO_ROOT / "docs" / "benchmarks.png"
+REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
+USERNAME = "bench@example.com"
+ROTATOR_SECRET = kube.PULL_SECRET_NAME
+BASELINE_SECRET = "bench-helm-chart-pull-secret"
+RAW_SECRET = "bench-raw-capacity-pull-secret"
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+SETUP_THREADS = 8
+MIB = 1024 * 1024
+# Variables a developer's shell may carry that would change what the function does; the bench sets its own.
+FUNCTION_VARIABLES = (
+    "CRUSOE_ACCESS_KEY",
+    "CRUSOE_ACCESS_KEY_ID",
+    "CRUSOE_SECRET_KEY",
+    "CRUSOE_CREDENTIALS_SECRET",
+    "CRUSOE_API_ENDPOINT",
+    "CRUSOE_BASE_ENDPOINT",
+    "REGISTRY_URL",
+    "REGISTRY_USERNAME",
+    "TARGET_SECRET_NAME",
+    "TARGET_NAMESPACES",
+    "TARGET_NAMESPACE",
+    "TOKEN_EXPIRATION_HOURS",
+    "TOKEN_ALIAS_PREFIX",
+    "TOKEN_ALIAS",
+    "KEEP_PREVIOUS_TOKENS",
+    "KUBECONFIG_SECRET",
+    "KUBECONFIG",
+    "KUBE_CONTEXT",
+    "LOG_LEVEL",
+    "MAX_PARALLEL_WRITES",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+# Goals of issue 5, at the largest N: (field, comparison, limit).
+GOALS: tuple[tuple[str, str, float], ...] = (
+    ("rotation_seconds", "<=", 5.0),
+    ("speedup_vs_seed", ">=", 5.0),
+    ("efficiency_vs_raw", ">=", 0.8),
+    ("writes_per_namespace", "<=", 1.0),
+    ("peak_rss_mib", "<=", 150.0),
+    ("cold_start_seconds", "<=", 1.5),
+)
+
+
+# --- the machine and its processes ---------------------------------------------------------------------
+
+
+def machine_description() -> dict[str, Any]:
+    """Cores, CPU model, memory and OS: what the numbers are only true for."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    cores = os.cpu_count() or 0
+    memory_gib = round(mem_kib / 1024 / 1024, 1)
+    return {
+        "summary": f"{cores} cores, {model}, {memory_gib} GiB RAM, {platform.system()} {platform.release()}",
+        "cores": cores,
+        "cpu_model": model,
+        "memory_gib": memory_gib,
+        "kernel": platform.release(),
+    }
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (gunicorn's worker under functions-framework's master)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text(encoding="utf-8").split()]
+        except OSError:
+            continue
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += _children(current)
+    return tree
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident set size of one process (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (all threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / ticks
+
+
+def find_process(pattern: str) -> int | None:
+    """The pid whose command line contains ``pattern`` (to find this run's etcd and kube-apiserver)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if pattern in cmdline:
+            return int(entry.name)
+    return None
+
+
+# --- the cluster ----------------------------------------------------------------------------------------
+
+
+def secret_write_counts(api: client.ApiClient, server: str) -> dict[str, float]:
+    """``apiserver_request_total`` for secrets, summed by verb (the apiserver's own count of requests)."""
+    response = api.rest_client.request("GET", f"{server}/metrics", _request_timeout=30)
+    counts: dict[str, float] = {}
+    for line in response.read().decode().splitlines():
+        if not line.startswith("apiserver_request_total{") or 'resource="secrets"' not in line:
+            continue
+        verb = re.search(r'verb="([A-Z]+)"', line)
+        if verb:
+            counts[verb.group(1)] = counts.get(verb.group(1), 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@contextmanager
+def counted(api: client.ApiClient, server: str, into: dict[str, float]) -> Iterator[None]:
+    """Add the secret requests made inside the block, by verb, to ``into``."""
+    before = secret_write_counts(api, server)
+    yield
+    after = secret_write_counts(api, server)
+    for verb, value in after.items():
+        delta = value - before.get(verb, 0.0)
+        if delta:
+            into[verb] = into.get(verb, 0.0) + delta
+
+
+def create_namespaces(api: client.ApiClient, names: list[str]) -> None:
+    """Create namespaces concurrently (one at a time takes a minute at 1,000)."""
+    with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+        for _ in pool.map(lambda name: kube.create_namespace(api, name), names):
+            pass
+
+
+def _create_rbac_object(api: client.ApiClient, obj: dict[str, Any]) -> None:
+    rbac = client.RbacAuthorizationV1Api(api)
+    namespace = obj["metadata"]["namespace"]
+    if obj["kind"] == "Role":
+        rbac.create_namespaced_role(namespace, obj)
+    elif obj["kind"] == "RoleBinding":
+        rbac.create_namespaced_role_binding(namespace, obj)
+    else:
+        raise ValueError(f"unexpected RBAC object kind {obj['kind']}")
+
+
+def service_account(
+    handle: ClusterHandle, api: client.ApiClient, namespaces: list[str], *, secret_name: str, account: str
+) -> kube.ServiceAccountAccess:
+    """A ServiceAccount with the project's RBAC (``infra/rbac/render.py``) for ``secret_name`` in ``namespaces``.
+
+    The harness applies objects one by one (2,000 requests at 1,000 namespaces); here the per-namespace
+    Roles and RoleBindings the project's renderer returns are created concurrently, and the harness applies
+    the ServiceAccount and mints its token as usual.
+    """
+    render = kube.load_rbac_renderer()
+
+    def concurrent_render(targets: list[str], secret: str, sa_namespace: str, sa_name: str) -> list[dict[str, Any]]:
+        objects = render(targets, secret, sa_namespace, sa_name)
+        per_namespace = [obj for obj in objects if obj["kind"] in {"Role", "RoleBinding"}]
+        roles = [obj for obj in per_namespace if obj["kind"] == "Role"]
+        bindings = [obj for obj in per_namespace if obj["kind"] == "RoleBinding"]
+        with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+            for batch in (roles, bindings):
+                for _ in pool.map(lambda obj: _create_rbac_object(api, obj), batch):
+                    pass
+        return [obj for obj in objects if obj["kind"] not in {"Role", "RoleBinding"}]
+
+    return kube.rotator_service_account(
+        handle, api, namespaces, secret_name=secret_name, service_account_name=account, render=concurrent_render
+    )
+
+
+# --- the function process -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free loopback port for the function."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class FunctionProcess:
+    """A running ``functions-framework`` process serving the rotator, and when it first answered."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    cold_start_seconds: float
+    first_answer_seconds: float
+    log_path: Path
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        """``VmHWM`` of every process of the tree (gunicorn master and worker), and their sum."""
+        peaks = {str(pid): round(vm_hwm_mib(pid), 1) for pid in process_tree(self.process.pid)}
+        return {"total": round(sum(peaks.values()), 1), **peaks}
+
+    def cpu_seconds(self) -> float:
+        """CPU time used by the whole tree so far."""
+        return cpu_seconds(process_tree(self.process.pid))
+
+    def stop(self) -> None:
+        """SIGTERM, then wait (gunicorn stops its worker first)."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def start_function(env: dict[str, str], log_path: Path, *, timeout: float = 60.0) -> FunctionProcess:
+    """Start the function and poll with GET until the first successful answer (the cold start).
+
+    GET (status) reads every namespace's secret, so ``first_answer_seconds`` (that one request, start to
+    answer) is reported too: cold start minus it is the time to be ready to serve.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(  # noqa: S603 - our own venv's functions-framework, fixed arguments
+            [str(FRAMEWORK), "--source", str(MAIN), "--target", "rotate", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the function exited with {process.returncode}; see {log_path}")
+        sent = time.perf_counter()
+        try:
+            response = requests.get(url, timeout=60)
+        except requests.ConnectionError:
+            time.sleep(0.01)
+            continue
+        if response.status_code == requests.codes.ok:
+            now = time.perf_counter()
+            return FunctionProcess(process, url, now - started, now - sent, log_path)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the function did not answer GET with 200 within {timeout:.0f} s; see {log_path}")
+
+
+def rotate(function: FunctionProcess, size: int) -> float:
+    """One rotation over HTTP; returns request-to-response seconds. Fails loudly on anything but success."""
+    started = time.perf_counter()
+    response = requests.post(function.url, json={}, timeout=600)
+    seconds = time.perf_counter() - started
+    if response.status_code != requests.codes.ok:
+        body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+        raise RuntimeError(f"rotation answered {response.status_code}: {body.get('error', 'see the function log')}")
+    results = [n["result"] for n in response.json()["namespaces"]]
+    if len(results) != size or any(r not in {"created", "updated"} for r in results):
+        raise RuntimeError(f"rotation did not write all {size} namespaces")
+    return seconds
+
+
+# --- one size -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """What stays the same across sizes: control plane, emulator, credentials, options."""
+
+    handle: ClusterHandle
+    admin: client.ApiClient
+    crusoe: CrusoeEmulator
+    access_key_id: str
+    secret_key: str
+    workdir: Path
+    repeats: int
+    raw_concurrency: int
+    max_parallel_writes: int | None
+    apiserver_pid: int | None
+    etcd_pid: int | None
+    notes: list[str] = field(default_factory=list)
+
+    def function_env(self, namespaces: list[str], kubeconfig: Path) -> dict[str, str]:
+        """The environment a deployed function would have, pointing at the local servers."""
+        env = {k: v for k, v in os.environ.items() if k not in FUNCTION_VARIABLES}
+        env |= {
+            "NO_GCE_CHECK": "True",
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9",
+            "CRUSOE_API_ENDPOINT": self.crusoe.base_url,
+            "CRUSOE_ACCESS_KEY": self.access_key_id,
+            "CRUSOE_SECRET_KEY": self.secret_key,
+            "REGISTRY_URL": REGISTRY,
+            "REGISTRY_USERNAME": USERNAME,
+            "TARGET_NAMESPACES": ",".join(namespaces),
+            "KUBECONFIG": str(kubeconfig),
+        }
+        if self.max_parallel_writes is not None:
+            env["MAX_PARALLEL_WRITES"] = str(self.max_parallel_writes)
+        return env
+
+    def server_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by kube-apiserver and etcd."""
+        return {
+            "kube-apiserver": cpu_seconds([self.apiserver_pid]) if self.apiserver_pid else 0.0,
+            "etcd": cpu_seconds([self.etcd_pid]) if self.etcd_pid else 0.0,
+        }
+
+
+def raw_body(namespace: str) -> dict[str, Any]:
+    """An apply body of the rotator's shape and size (labels, four annotations, a one-entry docker config)."""
+    token = secrets.token_urlsafe(48)
+    auth = base64.b64encode(f"{USERNAME}:{token}".encode()).decode()
+    config = {"auths": {REGISTRY: {"username": USERNAME, "password": token, "auth": auth}}}
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": RAW_SECRET,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "bench-raw-capacity"},
+            "annotations": {
+                "bench/rotated-at": stamp,
+                "bench/token-alias": "bench-raw-00000000t000000z-0000",
+                "bench/expires-at": stamp,
+                "bench/registry": REGISTRY,
+            },
+        },
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+    }
+
+
+def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one linear script of phases
+    """Set up N namespaces and measure rotation, baseline and raw capacity on them, interleaved."""
+    log = lambda text: print(f"[N={size}] {text}", flush=True)  # noqa: E731 - a one-line local helper
+    handle, admin = bench.handle, bench.admin
+    setup_started = time.perf_counter()
+    namespaces = [f"bench-n{size}-{i:04d}" for i in range(size)]
+    create_namespaces(admin, namespaces)
+    rotator = service_account(handle, admin, namespaces, secret_name=ROTATOR_SECRET, account="ccr-pull-secret-rotator")
+    chart = service_account(handle, admin, namespaces, secret_name=BASELINE_SECRET, account="helm-chart-rotator")
+    raw_account = service_account(handle, admin, namespaces, secret_name=RAW_SECRET, account="bench-raw-client")
+    log(f"set up {size} namespaces and 3 service accounts in {time.perf_counter() - setup_started:.1f} s")
+
+    kubeconfig = bench.workdir / f"rotator-{size}.kubeconfig"
+    kubeconfig.write_text(rotator.kubeconfig, encoding="utf-8")
+    kubeconfig.chmod(0o600)
+    ca_file = bench.workdir / "ca.crt"
+    ca_file.write_bytes(handle.credentials.ca_cert)
+    chart_api = chart.api_client()
+    crusoe_access = baseline.CrusoeAccess(bench.crusoe.base_url, bench.access_key_id, bench.secret_key)
+    raw_client = RawClient(
+        RawTarget(handle.server, ca_file, raw_account.token, RAW_SECRET, raw_body("placeholder")),
+        bench.raw_concurrency,
+    )
+
+    function = start_function(bench.function_env(namespaces, kubeconfig), bench.workdir / f"function-{size}.log")
+    log(f"cold start {function.cold_start_seconds:.2f} s (first GET itself {function.first_answer_seconds:.2f} s)")
+    try:
+        first_writes: dict[str, float] = {}
+        crusoe_before = len(bench.crusoe.requests)
+        with counted(admin, handle.server, first_writes):
+            rotation_first = rotate(function, size)
+        crusoe_first = len(bench.crusoe.requests) - crusoe_before
+        baseline_first = baseline.rotate(
+            chart_api, crusoe_access, namespaces, secret_name=BASELINE_SECRET, registry=REGISTRY, username=USERNAME
+        ).seconds
+        raw_first = raw_client.run(namespaces)
+        log(
+            f"first (creating) runs: rotation {rotation_first:.2f} s, "
+            f"baseline {baseline_first:.2f} s, raw {raw_first:.2f} s"
+        )
+
+        rotation_times: list[float] = []
+        baseline_times: list[float] = []
+        raw_times: list[float] = []
+        crusoe_calls: list[int] = []
+        rotation_writes: dict[str, float] = {}
+        baseline_writes: dict[str, float] = {}
+        raw_writes: dict[str, float] = {}
+        cpu: dict[str, float] = {"function": 0.0, "kube-apiserver": 0.0, "etcd": 0.0}
+        for repeat in range(bench.repeats):
+            function_cpu, servers_cpu = function.cpu_seconds(), bench.server_cpu()
+            crusoe_before = len(bench.crusoe.requests)
+            with counted(admin, handle.server, rotation_writes):
+                rotation_times.append(rotate(function, size))
+            crusoe_calls.append(len(bench.crusoe.requests) - crusoe_before)
+            cpu["function"] += function.cpu_seconds() - function_cpu
+            for name, used in bench.server_cpu().items():
+                cpu[name] += used - servers_cpu[name]
+            with counted(admin, handle.server, baseline_writes):
+                baseline_times.append(
+                    baseline.rotate(
+                        chart_api,
+                        crusoe_access,
+                        namespaces,
+                        secret_name=BASELINE_SECRET,
+                        registry=REGISTRY,
+                        username=USERNAME,
+                    ).seconds
+                )
+            with counted(admin, handle.server, raw_writes):
+                raw_times.append(raw_client.run(namespaces))
+            log(
+                f"repeat {repeat + 1}/{bench.repeats}: rotation {rotation_times[-1]:.2f} s, "
+                f"baseline {baseline_times[-1]:.2f} s, raw {raw_times[-1]:.2f} s"
+            )
+        rss = function.peak_rss_mib()
+    finally:
+        function.stop()
+        raw_client.close()
+        chart_api.close()
+
+    def per_namespace(counts: dict[str, float], runs: int) -> dict[str, float]:
+        return {verb: round(value / (size * runs), 3) for verb, value in sorted(counts.items())}
+
+    def writes(counts: dict[str, float], runs: int) -> float:
+        return round(sum(v for k, v in counts.items() if k in WRITE_VERBS) / (size * runs), 3)
+
+    rotation_s = statistics.median(rotation_times)
+    baseline_s = statistics.median(baseline_times)
+    raw_s = statistics.median(raw_times)
+    rotation_cpu = {name: round(value / bench.repeats, 2) for name, value in cpu.items()}
+    return {
+        "namespaces": size,
+        "rotation_seconds": round(rotation_s, 3),
+        "baseline_seconds": round(baseline_s, 3),
+        "raw_seconds": round(raw_s, 3),
+        "speedup_vs_seed": round(baseline_s / rotation_s, 2),
+        "efficiency_vs_raw": round(raw_s / rotation_s, 2),
+        "writes_per_namespace": writes(rotation_writes, bench.repeats),
+        "crusoe_calls": max(crusoe_calls),
+        "peak_rss_mib": rss["total"],
+        "cold_start_seconds": round(function.cold_start_seconds, 3),
+        # Extra detail: what the headline numbers are made of.
+        "cold_start_first_get_seconds": round(function.first_answer_seconds, 3),
+        "peak_rss_mib_by_process": {k: v for k, v in rss.items() if k != "total"},
+        "rotation_samples_seconds": [round(t, 3) for t in rotation_times],
+        "baseline_samples_seconds": [round(t, 3) for t in baseline_times],
+        "raw_samples_seconds": [round(t, 3) for t in raw_times],
+        "first_run_seconds": {
+            "rotation": round(rotation_first, 3),
+            "baseline": round(baseline_first, 3),
+            "raw": round(raw_first, 3),
+        },
+        "first_rotation_writes_per_namespace": writes(first_writes, 1),
+        "crusoe_calls_first_rotation": crusoe_first,
+        "secret_requests_per_namespace": {
+            "rotation": per_namespace(rotation_writes, bench.repeats),
+            "baseline": per_namespace(baseline_writes, bench.repeats),
+            "raw": per_namespace(raw_writes, bench.repeats),
+        },
+        "baseline_writes_per_namespace": writes(baseline_writes, bench.repeats),
+        "rotation_cpu_seconds": rotation_cpu,
+        "rotation_cpu_share_of_two_cores": round(sum(rotation_cpu.values()) / (2 * rotation_s), 2),
+    }
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def goals(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal of the issue at the largest N measured: the value, the limit, met or not."""
+    largest = max(runs, key=lambda run: run["namespaces"])
+    verdicts = []
+    for name, comparison, limit in GOALS:
+        value = largest[name]
+        met = value <= limit if comparison == "<=" else value >= limit
+        verdicts.append(
+            {
+                "namespaces": largest["namespaces"],
+                "field": name,
+                "goal": f"{comparison} {limit:g}",
+                "value": value,
+                "met": met,
+            }
+        )
+    return verdicts
+
+
+def draw_chart(runs: list[dict[str, Any]], path: Path, machine: str) -> None:
+    """Seconds against namespaces for rotation, baseline and raw capacity (log-log)."""
+    import matplotlib as mpl  # noqa: PLC0415 - a dev-only dependency, needed here only
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    sizes = [run["namespaces"] for run in runs]
+    figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for key, label, style in (
+        ("baseline_seconds", "baseline (Helm chart algorithm, sequential)", "s--"),
+        ("rotation_seconds", "rotation (function over HTTP)", "o-"),
+        ("raw_seconds", "raw capacity (GET + apply PATCH, no logic)", "^:"),
+    ):
+        axes.plot(sizes, [run[key] for run in runs], style, label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("namespaces")
+    axes.set_ylabel("seconds per rotation (median, steady state)")
+    axes.set_title("Pull-secret rotation cost", fontsize=11)
+    axes.grid(visible=True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.text(0.01, 0.01, machine, fontsize=6, alpha=0.7)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    """The headline numbers, one row per N."""
+    columns = (
+        "namespaces",
+        "rotation_seconds",
+        "baseline_seconds",
+        "raw_seconds",
+        "speedup_vs_seed",
+        "efficiency_vs_raw",
+        "writes_per_namespace",
+        "crusoe_calls",
+        "peak_rss_mib",
+        "cold_start_seconds",
+    )
+    print(" | ".join(columns))
+    for run in runs:
+        print(" | ".join(str(run[column]) for column in columns))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options; the defaults are what ``make bench`` runs."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument(
+        "--sizes",
+        default="10,100,1000",
+        type=lambda text: [int(part) for part in text.split(",") if part.strip()],
+        help="comma-separated namespace counts (default: 10,100,1000)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="steady-state runs per size; the median is reported")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON results")
+    parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help="where to write the PNG chart")
+    parser.add_argument("--no-chart", action="store_true", help="skip the chart (no matplotlib needed)")
+    parser.add_argument("--raw-concurrency", type=int, default=32, help="threads of the raw-capacity client")
+    parser.add_argument(
+        "--max-parallel-writes", type=int, default=None, help="MAX_PARALLEL_WRITES for the function (default: its own)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or not args.sizes or min(args.sizes) < 1:
+        parser.error("--repeats and every size must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every size on one control plane and write the results."""
+    args = parse_args(argv)
+    if not args.no_chart:
+        try:
+            import matplotlib as mpl  # noqa: F401, PLC0415 - fail before a long run, not after it
+        except ImportError:
+            print("matplotlib is not installed (a dev dependency): install it, or pass --no-chart", file=sys.stderr)
+            return 2
+    machine = machine_description()
+    started = time.perf_counter()
+    binaries = resolve_all(os.environ, allow_build=False)
+    access_key_id = "bench-" + secrets.token_hex(4)
+    secret_key = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    runs: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="ccr-bench-") as workdir,
+        ControlPlane(binaries) as plane,
+        CrusoeEmulator() as emulator,
+    ):
+        Path(workdir).chmod(0o700)
+        emulator.add_api_key(access_key_id, secret_key)
+        handle = plane.handle
+        port = handle.server.rsplit(":", 1)[1]
+        apiserver_pid = find_process(f"--secure-port={port}")
+        etcd_pid = None
+        if apiserver_pid is not None:
+            cmdline = Path(f"/proc/{apiserver_pid}/cmdline").read_bytes().decode(errors="replace")
+            etcd_url = re.search(r"--etcd-servers=(\S+?)\x00", cmdline)
+            etcd_pid = find_process(f"--listen-client-urls={etcd_url.group(1)}") if etcd_url else None
+        admin = kube.admin_client(handle)
+        bench = Bench(
+            handle=handle,
+            admin=admin,
+            crusoe=emulator,
+            access_key_id=access_key_id,
+            secret_key=secret_key,
+            workdir=Path(workdir),
+            repeats=args.repeats,
+            raw_concurrency=args.raw_concurrency,
+            max_parallel_writes=args.max_parallel_writes,
+            apiserver_pid=apiserver_pid,
+            etcd_pid=etcd_pid,
+        )
+        try:
+            runs.extend(measure(bench, size) for size in sorted(args.sizes))
+        finally:
+            admin.close()
+    versions = {
+        "kube-apiserver": handle.version,
+        "etcd": binaries[ETCD].version,
+        "python": platform.python_version(),
+    }
+    result = {
+        "machine": machine["summary"],
+        "machine_detail": machine,
+        "versions": versions,
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "settings": {
+            "repeats": args.repeats,
+            "raw_concurrency": args.raw_concurrency,
+            "max_parallel_writes": args.max_parallel_writes or "function default",
+            "statistic": "median of the steady-state repeats (secrets already exist)",
+        },
+        "runs": runs,
+        "goals": goals(runs),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_table(runs)
+    for verdict in result["goals"]:
+        status = "met" if verdict["met"] else "NOT met"
+        print(f"goal {verdict['field']} {verdict['goal']} at N={verdict['namespaces']}: {verdict['value']} ({status})")
+    if not args.no_chart:
+        draw_chart(runs, args.chart, machine["summary"])
+        print(f"chart: {args.chart}")
+    print(f"results: {args.output} ({result['total_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
