@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -327,6 +328,60 @@ def start_function(env: dict[str, str], log_path: Path, *, timeout: float = 60.0
     raise RuntimeError(f"the function did not answer GET with 200 within {timeout:.0f} s; see {log_path}")
 
 
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def profiled_rotation(function: FunctionProcess, size: int, out_dir: Path) -> Path:
+    """One extra rotation (not counted) with py-spy sampling whichever thread of the worker holds the GIL.
+
+    ``--gil`` makes the samples the function's on-CPU Python time: threads waiting for a connection, a
+    lock or the API server are not counted (CPU in C with the GIL released, e.g. TLS, is not either:
+    the per-process CPU seconds in the results cover that).
+
+    The raw (collapsed-stack) output goes to ``out_dir``; :func:`summarise_profile` turns it into tables.
+    """
+    tree = process_tree(function.process.pid)
+    worker = tree[-1]  # gunicorn's worker (the master's child) runs the app; the master only supervises
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / f"profile-{size}.txt"
+    spy = subprocess.Popen(  # noqa: S603 - our own venv's py-spy, fixed arguments
+        [str(PY_SPY), "record", "--gil", "--pid", str(worker), "--rate", "250", "--format", "raw", "-o", str(raw)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # py-spy attaches and starts sampling
+    rotate(function, size)
+    spy.send_signal(signal.SIGINT)
+    _, err = spy.communicate(timeout=60)
+    if not raw.exists():
+        raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+    return raw
+
+
+def summarise_profile(raw: Path, top: int = 25) -> str:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    self_samples: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [re.sub(r":\d+\)$", ")", frame.strip()) for frame in stack.split(";")]
+        self_samples[frames[-1]] = self_samples.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    lines = [f"{total} samples at 250 Hz of the thread holding the GIL ({total / 250:.2f} s of Python on CPU)", ""]
+    for title, table in (("self", self_samples), ("inclusive", inclusive)):
+        lines.append(f"top {top} by {title} samples:")
+        for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            lines.append(f"  {100 * count / max(total, 1):5.1f}%  {frame}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def rotate(function: FunctionProcess, size: int) -> float:
     """One rotation over HTTP; returns request-to-response seconds. Fails loudly on anything but success."""
     started = time.perf_counter()
@@ -359,6 +414,7 @@ class Bench:
     max_parallel_writes: int | None
     apiserver_pid: int | None
     etcd_pid: int | None
+    profile_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
     def function_env(self, namespaces: list[str], kubeconfig: Path) -> dict[str, str]:
@@ -462,6 +518,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
         baseline_writes: dict[str, float] = {}
         raw_writes: dict[str, float] = {}
         cpu: dict[str, float] = {"function": 0.0, "kube-apiserver": 0.0, "etcd": 0.0}
+        raw_cpu: dict[str, float] = {"client": 0.0, "kube-apiserver": 0.0, "etcd": 0.0}
         for repeat in range(bench.repeats):
             function_cpu, servers_cpu = function.cpu_seconds(), bench.server_cpu()
             crusoe_before = len(bench.crusoe.requests)
@@ -482,13 +539,22 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
                         username=USERNAME,
                     ).seconds
                 )
+            raw_cpu_before, servers_cpu = cpu_seconds([os.getpid()]), bench.server_cpu()
             with counted(admin, handle.server, raw_writes):
                 raw_times.append(raw_client.run(namespaces))
+            raw_cpu["client"] += cpu_seconds([os.getpid()]) - raw_cpu_before
+            for name, used in bench.server_cpu().items():
+                raw_cpu[name] += used - servers_cpu[name]
             log(
                 f"repeat {repeat + 1}/{bench.repeats}: rotation {rotation_times[-1]:.2f} s, "
                 f"baseline {baseline_times[-1]:.2f} s, raw {raw_times[-1]:.2f} s"
             )
         rss = function.peak_rss_mib()
+        if bench.profile_dir is not None:
+            raw = profiled_rotation(function, size, bench.profile_dir)
+            summary = raw.with_suffix(".summary.txt")
+            summary.write_text(summarise_profile(raw) + "\n", encoding="utf-8")
+            log(f"profile: {summary}")
     finally:
         function.stop()
         raw_client.close()
@@ -536,6 +602,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
         "baseline_writes_per_namespace": writes(baseline_writes, bench.repeats),
         "rotation_cpu_seconds": rotation_cpu,
         "rotation_cpu_share_of_two_cores": round(sum(rotation_cpu.values()) / (2 * rotation_s), 2),
+        "raw_cpu_seconds": {name: round(value / bench.repeats, 2) for name, value in raw_cpu.items()},
     }
 
 
@@ -626,6 +693,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-parallel-writes", type=int, default=None, help="MAX_PARALLEL_WRITES for the function (default: its own)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after measuring each size, profile one extra rotation with py-spy into DIR",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or not args.sizes or min(args.sizes) < 1:
         parser.error("--repeats and every size must be at least 1")
@@ -675,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             max_parallel_writes=args.max_parallel_writes,
             apiserver_pid=apiserver_pid,
             etcd_pid=etcd_pid,
+            profile_dir=args.profile,
         )
         try:
             runs.extend(measure(bench, size) for size in sorted(args.sizes))
