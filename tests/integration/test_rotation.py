@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import REGISTRY, USERNAME
+from tests.integration.conftest import ACCESS_KEY_ID, REGISTRY, SECRET_KEY, USERNAME
 
 pytestmark = pytest.mark.integration
 SECRET = "crusoe-image-pull-secrets"
@@ -277,3 +277,24 @@ def test_bad_requests_do_nothing(deployment, invoke, crusoe, kube_admin, method,
     assert response.status_code == status
     assert crusoe.requests == []
     assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
+
+
+def test_client_certificate_kubeconfig_like_cmk_admin_cert(deployment, invoke, secret_manager, control_plane):
+    secret_manager.add_version("demo-project", "rotator-kubeconfig", control_plane.admin_kubeconfig().encode())
+    response = invoke()
+    assert response.status_code == 200, response.get_json()
+
+
+def test_credentials_in_crusoe_cli_config_format(deployment, invoke, secret_manager):
+    toml = f'[default]\naccess_key_id = "{ACCESS_KEY_ID}"\nsecret_key = "{SECRET_KEY}"\n'
+    secret_manager.add_version("demo-project", "rotator-crusoe", toml.encode())
+    response = invoke()
+    assert response.status_code == 200, response.get_json()
+
+
+def test_secret_manager_permission_denied_says_which_role(deployment, invoke, crusoe, secret_manager):
+    secret_manager.deny("demo-project", "rotator-kubeconfig")
+    response = invoke()
+    assert response.status_code == 500
+    assert "roles/secretmanager.secretAccessor" in response.get_json()["error"]
+    assert crusoe.requests == []
