@@ -1,46 +1,12 @@
 import pytest
 from rotator.signing import authorization, canonical_query, encode_query, sign, signing_message
 
-SECRET = "HrbZ3VTUb2YNAq53Md1EsA"
-
-# The published vectors (shared/crusoe-api/FACTS.md), computed with the official Go client's algorithm.
-VECTORS = [
-    ("POST", "/v1alpha5/ccr/tokens", "", "2025-10-01T12:00:00Z", "uY_z7R2GzWzu5M-qrp2N_BoYo_HUTwCl7EMn4KsI8h4"),
-    ("POST", "/v1alpha5/ccr/tokens", "", "2025-10-01T12:00:00+00:00", "46YvJR8fNz8X9BuN3ia9GMTi7_RO4gxWNY-9c8obK-8"),
-    (
-        "GET",
-        "/v1alpha5/users/limited-usage-api-key",
-        "",
-        "2025-10-01T12:00:00Z",
-        "CIuyiepotjJ3qazLFKHHqwr34PZh19hDR0EQNUIMHSg",
-    ),
-    (
-        "DELETE",
-        "/v1alpha5/users/limited-usage-api-key",
-        "key_id=abc",
-        "2025-10-01T12:00:00Z",
-        "5ZEEa38WFDarAudiDLobBzVLz5iT30WsCViVl0ingIA",
-    ),
-    (
-        "DELETE",
-        "/v1/users/limited-usage-api-key",
-        "key_id=abc",
-        "2025-10-01T12:00:00Z",
-        "x1WCh9fM5kLNMnvdpWG0B5pxZgVWZGduSDwZQD3mPHA",
-    ),
-    (
-        "GET",
-        "/v1alpha5/x",
-        "b=2&a=hello world&a=1",
-        "2025-10-01T12:00:00Z",
-        "qZgSDKAaL_MnhZ0kaRkY6I8__c84H4mcKwOLJJVZhKM",
-    ),
-]
+from tests.harness.signing_vectors import SECRET_KEY, VECTORS
 
 
 @pytest.mark.parametrize(("method", "path", "query", "timestamp", "expected"), VECTORS)
 def test_sign_matches_published_vectors(method, path, query, timestamp, expected):
-    assert sign(SECRET, signing_message(path, query, method, timestamp)) == expected
+    assert sign(SECRET_KEY, signing_message(path, query, method, timestamp)) == expected
 
 
 def test_canonical_query_sorts_keys_and_keeps_value_order():
