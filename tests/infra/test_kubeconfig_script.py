@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from tests.harness.cluster import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = shutil.which("kubectl") or "kubectl"
 RENDER_PY = ROOT / "infra" / "rbac" / "render.py"
 SCRIPT = ROOT / "infra" / "scripts" / "make-kubeconfig.sh"
 SECRET_NAME = "crusoe-image-pull-secrets"
@@ -76,7 +78,7 @@ def test_kubectl_path_gives_a_kubeconfig_that_can_write_only_the_pull_secret(
 
     manifests = subprocess.run(
         [
-            "python3",
+            sys.executable,
             str(RENDER_PY),
             "--namespaces",
             target,
@@ -87,9 +89,7 @@ def test_kubectl_path_gives_a_kubeconfig_that_can_write_only_the_pull_secret(
         capture_output=True,
         text=True,
     ).stdout
-    subprocess.run(
-        ["kubectl", "apply", "-f", "-"], input=manifests, check=True, capture_output=True, text=True, env=env
-    )
+    subprocess.run([KUBECTL, "apply", "-f", "-"], input=manifests, check=True, capture_output=True, text=True, env=env)
 
     made = subprocess.run(
         [str(SCRIPT), "--stdout", "--namespace", system_ns, "--duration", "1h"],
@@ -113,7 +113,7 @@ def test_kubectl_path_gives_a_kubeconfig_that_can_write_only_the_pull_secret(
         assert _forbidden(lambda: _apply_secret(api, other, SECRET_NAME))
         assert _forbidden(lambda: core.list_namespaced_secret(target))
         assert _forbidden(lambda: core.delete_namespaced_secret(SECRET_NAME, target))
-        assert _forbidden(lambda: core.list_namespace())
+        assert _forbidden(core.list_namespace)
     finally:
         api.close()
 
