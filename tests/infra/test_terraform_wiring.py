@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -200,3 +201,13 @@ def test_cluster_rbac_reads_the_shared_rules_file():
     assert 'jsondecode(file("${path.module}/rules.json"))' in text
     for rtype in ("kubernetes_cluster_role_v1", "kubernetes_cluster_role_binding_v1"):
         assert not _of_type(CLUSTER_RBAC, rtype)
+
+
+def test_readme_tables_are_generated_from_the_hcl():
+    spec = importlib.util.spec_from_file_location("infra_docs", INFRA / "tools" / "docs.py")
+    assert spec is not None
+    assert spec.loader is not None
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    readme = (INFRA / "README.md").read_text(encoding="utf-8")
+    assert docs.render(readme) == readme, "run: python infra/tools/docs.py"
