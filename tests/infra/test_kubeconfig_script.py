@@ -14,7 +14,6 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
