@@ -473,6 +473,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
     """Set up N namespaces and measure rotation, baseline and raw capacity on them, interleaved."""
     log = lambda text: print(f"[N={size}] {text}", flush=True)  # noqa: E731 - a one-line local helper
     handle, admin = bench.handle, bench.admin
+    load_before = os.getloadavg()[0]
     setup_started = time.perf_counter()
     namespaces = [f"bench-n{size}-{i:04d}" for i in range(size)]
     create_namespaces(admin, namespaces)
@@ -603,6 +604,8 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
         "rotation_cpu_seconds": rotation_cpu,
         "rotation_cpu_share_of_two_cores": round(sum(rotation_cpu.values()) / (2 * rotation_s), 2),
         "raw_cpu_seconds": {name: round(value / bench.repeats, 2) for name, value in raw_cpu.items()},
+        # The machine may be shared: a 1-minute load far above what this run makes means noisy numbers.
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
 
 
