@@ -14,6 +14,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.harness import kube
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -26,14 +28,8 @@ SCRIPT = ROOT / "infra" / "scripts" / "make-kubeconfig.sh"
 SECRET_NAME = "crusoe-image-pull-secrets"
 FIELD_MANAGER = "ccr-pull-secret-rotator"
 
-# The control-plane harness (tests/harness) provides the real kube-apiserver and the fixtures.
-kube = pytest.importorskip("tests.harness.kube")
-pytest.importorskip("tests.harness.cluster")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
-]
+# kubectl ships with the machine image (google-cloud-cli); a missing one fails here rather than skipping.
+pytestmark = pytest.mark.integration
 
 
 def _apply_secret(api: client.ApiClient, namespace: str, name: str) -> None:

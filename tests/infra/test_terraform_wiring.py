@@ -8,10 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import hcl2
 import pytest
-
-# A dev dependency (python-hcl2 in pyproject's dev extra); skip rather than break collection without it.
-hcl2 = pytest.importorskip("hcl2")
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
