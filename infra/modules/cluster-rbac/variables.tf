@@ -17,7 +17,7 @@ variable "namespaces" {
 }
 
 variable "secret_name" {
-  description = "Name of the pull secret the rotator writes; get/patch/update are narrowed to it with resourceNames."
+  description = "Name of the pull secret the rotator writes; every verb (get, create, patch, update) is narrowed to it with resourceNames."
   type        = string
   default     = "crusoe-image-pull-secrets"
   nullable    = false
