@@ -40,9 +40,7 @@ def _go(args: list[str], cwd: Path) -> str:
     go = shutil.which("go")
     if go is None:
         raise GoModError("the Go toolchain is not on PATH")
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [go, *args], cwd=cwd, env=go_env(os.environ), capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([go, *args], cwd=cwd, env=go_env(os.environ), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise GoModError(f"go {' '.join(args)} failed:\n{result.stderr.strip()}")
     return result.stdout
@@ -97,7 +95,7 @@ def _is_served(module: str, version: str) -> bool:
     go = shutil.which("go")
     if go is None:
         raise GoModError("the Go toolchain is not on PATH")
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+    result = subprocess.run(
         [go, "mod", "download", "-json", f"{module}@{version}"],
         cwd=WRAPPER_DIR,
         env=go_env(os.environ),
