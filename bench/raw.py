@@ -31,7 +31,6 @@ class RawTarget:
     ca_file: Path
     token: str
     secret_name: str
-    body: dict[str, Any]
 
 
 class RawClient:
@@ -51,15 +50,15 @@ class RawClient:
         """Release the pooled connections."""
         self._session.close()
 
-    def _one(self, namespace: str) -> None:
+    def _one(self, namespace: str, template: dict[str, Any]) -> None:
         url = f"{self._target.server}/api/v1/namespaces/{namespace}/secrets/{self._target.secret_name}"
         read = self._session.get(url, timeout=30)
         if read.status_code not in (OK, NOT_FOUND):
             read.raise_for_status()
-        metadata: dict[str, Any] = {**self._target.body["metadata"], "namespace": namespace}
+        metadata: dict[str, Any] = {**template["metadata"], "namespace": namespace}
         if read.status_code == OK:
             metadata["resourceVersion"] = read.json()["metadata"]["resourceVersion"]
-        body = {**self._target.body, "metadata": metadata}
+        body = {**template, "metadata": metadata}
         write = self._session.patch(
             url,
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
@@ -69,10 +68,14 @@ class RawClient:
         )
         write.raise_for_status()
 
-    def run(self, namespaces: list[str]) -> float:
-        """Read and write every namespace; return the wall-clock seconds."""
+    def run(self, namespaces: list[str], template: dict[str, Any]) -> float:
+        """Read and write every namespace with ``template``; return the wall-clock seconds.
+
+        Pass a template with new content each run, as a rotation has a new token each run: an apply
+        that changes nothing is answered without writing to etcd, which would flatter the raw figure.
+        """
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="raw") as pool:
-            for _ in pool.map(self._one, namespaces):
+            for _ in pool.map(lambda namespace: self._one(namespace, template), namespaces):
                 pass
         return time.perf_counter() - started

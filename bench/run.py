@@ -472,8 +472,11 @@ class Bench:
         }
 
 
-def raw_body(namespace: str) -> dict[str, Any]:
-    """An apply body of the rotator's shape and size (labels, four annotations, a one-entry docker config)."""
+def raw_body() -> dict[str, Any]:
+    """An apply body of the rotator's shape and size (labels, four annotations, a one-entry docker config).
+
+    The token in it is new on every call, so every raw run really changes every secret, as a rotation does.
+    """
     token = secrets.token_urlsafe(48)
     auth = base64.b64encode(f"{USERNAME}:{token}".encode()).decode()
     config = {"auths": {REGISTRY: {"username": USERNAME, "password": token, "auth": auth}}}
@@ -483,7 +486,6 @@ def raw_body(namespace: str) -> dict[str, Any]:
         "kind": "Secret",
         "metadata": {
             "name": RAW_SECRET,
-            "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "bench-raw-capacity"},
             "annotations": {
                 "bench/rotated-at": stamp,
@@ -525,7 +527,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
     chart_api = chart.api_client()
     crusoe_access = baseline.CrusoeAccess(bench.crusoe.base_url, bench.access_key_id, bench.secret_key)
     raw_client = RawClient(
-        RawTarget(handle.server, ca_file, raw_account.token, RAW_SECRET, raw_body("placeholder")),
+        RawTarget(handle.server, ca_file, raw_account.token, RAW_SECRET),
         bench.raw_concurrency,
     )
 
@@ -540,7 +542,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
         baseline_first = baseline.rotate(
             chart_api, crusoe_access, namespaces, secret_name=BASELINE_SECRET, registry=REGISTRY, username=USERNAME
         ).seconds
-        raw_first = raw_client.run(namespaces)
+        raw_first = raw_client.run(namespaces, raw_body())
         log(
             f"first (creating) runs: rotation {rotation_first:.2f} s, "
             f"baseline {baseline_first:.2f} s, raw {raw_first:.2f} s"
@@ -582,7 +584,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
                 )
             raw_cpu_before, servers_cpu = cpu_seconds([os.getpid()]), bench.server_cpu()
             with counted(admin, handle.server, raw_writes):
-                raw_times.append(raw_client.run(namespaces))
+                raw_times.append(raw_client.run(namespaces, raw_body()))
             raw_cpu["client"] += cpu_seconds([os.getpid()]) - raw_cpu_before
             for name, used in bench.server_cpu().items():
                 raw_cpu[name] += used - servers_cpu[name]
