@@ -197,7 +197,17 @@ def build(name: str, environ: Mapping[str, str] | None = None) -> Binary:
         partial = target.with_name(f".{name}.partial")
         log_path = target.with_name("build.log")
         package = "k8s.io/kubernetes/cmd/kube-apiserver" if name == KUBE_APISERVER else "."
-        argv = [go, "build", "-trimpath", "-ldflags", _ldflags(name, version), "-o", str(partial), package]
+        argv = [
+            go,
+            "build",
+            "-trimpath",
+            "-buildvcs=false",
+            "-ldflags",
+            _ldflags(name, version),
+            "-o",
+            str(partial),
+            package,
+        ]
         LOG.info("building %s %s with Go (cold: about %s; log %s)", name, version, _COLD_BUILD[name], log_path)
         started = time.monotonic()
         with log_path.open("w", encoding="utf-8") as log:

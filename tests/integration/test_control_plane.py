@@ -184,6 +184,9 @@ def test_rbac_rotator_account_forbidden_on_other_secrets(rotator, admin_http):
     assert _apply(http, target, other, _dockerconfig("x")).status_code == 403
     assert http.call("PATCH", _secrets(target, other), {"data": {"k": ""}}, content_type=MERGE).status_code == 403
     assert http.call("DELETE", _secrets(target, other)).status_code == 403
+    # create is narrowed to the pull secret's name, so a POST (no name at authorization) is refused
+    posted = http.call("POST", _secrets(target), {"metadata": {"name": "new-secret"}, "stringData": {"k": "v"}})
+    assert posted.status_code == 403, posted.text
     assert http.call("GET", _secrets(target)).status_code == 403  # no list: names stay private
 
 
