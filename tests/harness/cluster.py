@@ -70,6 +70,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"  # required by kube-apiserver; allocate
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0  # kube-apiserver drains for a few seconds; more under load
 _PR_SET_PDEATHSIG = 1
+_START_ATTEMPTS = 3
 
 
 class ControlPlaneError(RuntimeError):
@@ -424,9 +425,23 @@ class ControlPlane:
             self._previous_sigterm = None
 
     def start(self) -> ClusterHandle:
-        """Start etcd, then kube-apiserver, and return once ``/readyz`` answers ok."""
+        """Start etcd, then kube-apiserver, and return once ``/readyz`` answers ok.
+
+        A free port can be taken by another process between choosing and binding it (other test runs
+        share this machine), so a start that fails on "address already in use" is retried on new ports.
+        """
         binaries = self._binaries or resolve_all(self._environ, allow_build=False)
-        etcd, apiserver = binaries[ETCD], binaries[KUBE_APISERVER]
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                return self._start_once(binaries[ETCD], binaries[KUBE_APISERVER])
+            except ControlPlaneError as exc:
+                self.stop()
+                if "address already in use" not in str(exc) or attempt == _START_ATTEMPTS:
+                    raise
+                LOG.warning("a port was taken during start-up; retrying on new ports")
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _start_once(self, etcd: Binary, apiserver: Binary) -> ClusterHandle:
         data_dir = Path(tempfile.mkdtemp(prefix="ccr-control-plane-"))
         started = time.monotonic()
         credentials = write_pki(data_dir / "pki")
