@@ -368,7 +368,7 @@ class ControlPlane:
 
     Args:
         binaries: resolved binaries (default: ``resolve_all`` without building, so a missing binary is
-            reported quickly instead of a test fixture silently starting a 25-minute build).
+            reported quickly instead of a test fixture silently starting a 5-minute build).
         detached: start the processes so they outlive this Python process (the CLI's ``up``);
             then ``stop`` is not called on exit and ``down`` stops them from the state file.
         environ: environment for binary resolution (tests inject one).
@@ -506,8 +506,10 @@ class ControlPlane:
         if self._running is None or self._handle is None:
             raise ControlPlaneError("the control plane is not running")
         state_file.parent.mkdir(parents=True, exist_ok=True)
-        kubeconfig.write_text(self._handle.admin_kubeconfig(), encoding="utf-8")
-        kubeconfig.chmod(0o600)
+        # Created 0600 from the start: it holds the admin's private key.
+        kubeconfig.unlink(missing_ok=True)
+        with os.fdopen(os.open(kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(self._handle.admin_kubeconfig())
         state = dataclasses.asdict(self._running) | {"kubeconfig": str(kubeconfig)}
         state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
