@@ -83,7 +83,7 @@ def rotate(
     core = client.CoreV1Api(api)
     started = time.perf_counter()
     token = mint_token(crusoe, f"helm-chart-baseline-{int(time.time() * 1000)}")
-    data = {".dockerconfigjson": dockerconfig(registry, username, token)}
+    data: dict[str, bytes | str] = {".dockerconfigjson": dockerconfig(registry, username, token)}
     created = replaced = 0
     for namespace in namespaces:
         body = client.V1Secret(

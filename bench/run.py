@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script (`python bench/run.py`): make the harness importable
@@ -227,10 +227,11 @@ def create_namespaces(api: client.ApiClient, names: list[str]) -> None:
 def _create_rbac_object(api: client.ApiClient, obj: dict[str, Any]) -> None:
     rbac = client.RbacAuthorizationV1Api(api)
     namespace = obj["metadata"]["namespace"]
+    # The client validates a plain dict into its model, so the renderer's output is sent as it is.
     if obj["kind"] == "Role":
-        rbac.create_namespaced_role(namespace, obj)
+        rbac.create_namespaced_role(namespace, cast("client.V1Role", obj))
     elif obj["kind"] == "RoleBinding":
-        rbac.create_namespaced_role_binding(namespace, obj)
+        rbac.create_namespaced_role_binding(namespace, cast("client.V1RoleBinding", obj))
     else:
         raise ValueError(f"unexpected RBAC object kind {obj['kind']}")
 
@@ -265,8 +266,10 @@ def service_account(
     """
     render = kube.load_rbac_renderer()
 
-    def concurrent_render(targets: list[str], secret: str, sa_namespace: str, sa_name: str) -> list[dict[str, Any]]:
-        objects = render(targets, secret, sa_namespace, sa_name)
+    def concurrent_render(
+        namespaces: list[str], secret_name: str, service_account_namespace: str, service_account_name: str
+    ) -> list[dict[str, Any]]:
+        objects = render(namespaces, secret_name, service_account_namespace, service_account_name)
         per_namespace = [obj for obj in objects if obj["kind"] in {"Role", "RoleBinding"}]
         roles = [obj for obj in per_namespace if obj["kind"] == "Role"]
         if rules is not None:
@@ -501,7 +504,10 @@ def raw_body() -> dict[str, Any]:
 
 def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one linear script of phases
     """Set up N namespaces and measure rotation, baseline and raw capacity on them, interleaved."""
-    log = lambda text: print(f"[N={size}] {text}", flush=True)  # noqa: E731 - a one-line local helper
+
+    def log(text: str) -> None:
+        print(f"[N={size}] {text}", flush=True)
+
     handle, admin = bench.handle, bench.admin
     load_before = os.getloadavg()[0]
     setup_started = time.perf_counter()
