@@ -55,12 +55,12 @@ def secrets_table(api: client.ApiClient) -> None:
         except client.ApiException:
             rows.append([namespace, "absent", "", "", ""])
             continue
-        config = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
-        notes = secret.metadata.annotations or {}
+        config = json.loads(base64.b64decode((secret.data or {}).get(".dockerconfigjson", "e30=")))
+        notes = (secret.metadata.annotations if secret.metadata else None) or {}
         rows.append(
             [
                 namespace,
-                secret.type.split("/")[-1],
+                str(secret.type).split("/")[-1],
                 ", ".join(sorted(config.get("auths", {}))),
                 notes.get("ccr-pull-secret-rotator/token-alias", ""),
                 notes.get("ccr-pull-secret-rotator/expires-at", ""),
@@ -192,7 +192,7 @@ def main() -> int:
         tokens_table(emulator)
         calls = len(emulator.requests)
         say(f"\nCrusoe API calls in total: {calls} (mint, list and revoke; the count does not grow with namespaces).")
-        admin.close()
+        admin.close()  # type: ignore[no-untyped-call]
     ok = first["status"] == "ok" and second["status"] == "ok"
     say("\nDemo finished: everything it started has been stopped." if ok else "\nDemo FAILED.")
     return 0 if ok else 1
