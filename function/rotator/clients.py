@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import google.auth
-import google.auth.exceptions
 import requests
-from google.auth.transport.requests import AuthorizedSession
 
 from rotator.config import LocalFile, SecretManagerRef, Settings
 from rotator.crusoe import CrusoeClient
@@ -33,6 +30,12 @@ def secret_reader(settings: Settings) -> SecretReader | None:
     """A Secret Manager client with application default credentials, if any setting names a secret."""
     if not isinstance(settings.credentials, SecretManagerRef) and not isinstance(settings.kubeconfig, SecretManagerRef):
         return None
+    # Imported here, not at the top: google-auth costs about a quarter second of cold start and local runs
+    # that read no secret from Secret Manager never need it.
+    import google.auth  # noqa: PLC0415
+    import google.auth.exceptions  # noqa: PLC0415
+    from google.auth.transport.requests import AuthorizedSession  # noqa: PLC0415
+
     try:
         credentials, _ = google.auth.default(scopes=SCOPES)
     except google.auth.exceptions.DefaultCredentialsError:
