@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script (`python bench/run.py`): make the harness importable
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "function"):  # run as a script: make the harness and product importable
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import requests  # noqa: E402 - after the sys.path fix above
 from kubernetes import client  # noqa: E402
+from rotator.config import VARIABLES  # noqa: E402
 
 from bench import baseline  # noqa: E402
 from bench.raw import RawClient, RawTarget  # noqa: E402
@@ -67,29 +69,7 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLE
 SETUP_THREADS = 8
 MIB = 1024 * 1024
 # Variables a developer's shell may carry that would change what the function does; the bench sets its own.
-FUNCTION_VARIABLES = (
-    "CRUSOE_ACCESS_KEY",
-    "CRUSOE_ACCESS_KEY_ID",
-    "CRUSOE_SECRET_KEY",
-    "CRUSOE_CREDENTIALS_SECRET",
-    "CRUSOE_API_ENDPOINT",
-    "CRUSOE_BASE_ENDPOINT",
-    "REGISTRY_URL",
-    "REGISTRY_USERNAME",
-    "TARGET_SECRET_NAME",
-    "TARGET_NAMESPACES",
-    "TARGET_NAMESPACE",
-    "TOKEN_EXPIRATION_HOURS",
-    "TOKEN_ALIAS_PREFIX",
-    "TOKEN_ALIAS",
-    "KEEP_PREVIOUS_TOKENS",
-    "KUBECONFIG_SECRET",
-    "KUBECONFIG",
-    "KUBE_CONTEXT",
-    "LOG_LEVEL",
-    "MAX_PARALLEL_WRITES",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-)
+FUNCTION_VARIABLES = (*VARIABLES, "GOOGLE_APPLICATION_CREDENTIALS")
 # Goals of issue 5, at the largest N: (field, comparison, limit).
 GOALS: tuple[tuple[str, str, float], ...] = (
     ("rotation_seconds", "<=", 5.0),

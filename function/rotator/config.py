@@ -29,6 +29,31 @@ DEFAULT_TOKEN_HOURS: Final = 12
 DEFAULT_KEEP_PREVIOUS: Final = 1
 DEFAULT_MAX_PARALLEL_WRITES: Final = 16
 
+#: Every environment variable the function reads, so tests and tools can clear a developer's shell of them.
+VARIABLES: Final = (
+    "CRUSOE_ACCESS_KEY",
+    "CRUSOE_ACCESS_KEY_ID",
+    "CRUSOE_SECRET_KEY",
+    "CRUSOE_CREDENTIALS_SECRET",
+    "CRUSOE_API_ENDPOINT",
+    "CRUSOE_BASE_ENDPOINT",
+    "REGISTRY_URL",
+    "REGISTRY_USERNAME",
+    "TARGET_SECRET_NAME",
+    "TARGET_NAMESPACES",
+    "TARGET_NAMESPACE",
+    "TOKEN_EXPIRATION_HOURS",
+    "TOKEN_ALIAS_PREFIX",
+    "TOKEN_ALIAS",
+    "KEEP_PREVIOUS_TOKENS",
+    "KUBECONFIG_SECRET",
+    "KUBECONFIG",
+    "KUBE_CONTEXT",
+    "SECRET_MANAGER_ENDPOINT",
+    "MAX_PARALLEL_WRITES",
+    "LOG_LEVEL",
+)
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _ALIAS_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from functions_framework import create_app
+from rotator.config import VARIABLES
 
 from tests.harness.crusoe_emulator import CrusoeEmulator
 from tests.harness.kube import ServiceAccountAccess
@@ -29,28 +30,6 @@ SECRET_KEY = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").deco
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 USERNAME = "ops@example.com"
 PROJECT = "demo-project"
-CONFIG_VARIABLES = (
-    "CRUSOE_ACCESS_KEY",
-    "CRUSOE_ACCESS_KEY_ID",
-    "CRUSOE_SECRET_KEY",
-    "CRUSOE_CREDENTIALS_SECRET",
-    "CRUSOE_API_ENDPOINT",
-    "CRUSOE_BASE_ENDPOINT",
-    "REGISTRY_URL",
-    "REGISTRY_USERNAME",
-    "TARGET_SECRET_NAME",
-    "TARGET_NAMESPACES",
-    "TARGET_NAMESPACE",
-    "TOKEN_EXPIRATION_HOURS",
-    "TOKEN_ALIAS_PREFIX",
-    "TOKEN_ALIAS",
-    "KEEP_PREVIOUS_TOKENS",
-    "KUBECONFIG_SECRET",
-    "KUBECONFIG",
-    "KUBE_CONTEXT",
-    "LOG_LEVEL",
-    "MAX_PARALLEL_WRITES",
-)
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +93,9 @@ def deployment(
         "KEEP_PREVIOUS_TOKENS": "1",
         "LOG_LEVEL": "DEBUG",
     }
-    for name in CONFIG_VARIABLES:
+    for name in VARIABLES:
+        if name == "SECRET_MANAGER_ENDPOINT":
+            continue  # set by the secret_manager fixture
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

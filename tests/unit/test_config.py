@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from rotator.config import (
     DEFAULT_API_ENDPOINT,
+    VARIABLES,
     LocalFile,
     SecretManagerRef,
     StaticCredentials,
@@ -126,3 +127,20 @@ def test_config_allows_plain_http_only_on_loopback():
 
 def test_config_secret_key_is_not_in_repr():
     assert SECRET_KEY not in repr(settings_with())
+
+
+class RecordingEnv(dict):
+    def __init__(self, data):
+        super().__init__(data)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_variables_lists_everything_the_configuration_reads():
+    env = RecordingEnv(BASE)
+    load_settings(env)
+    assert env.read <= set(VARIABLES)
+    assert set(BASE) <= env.read
