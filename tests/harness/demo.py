@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 from kubernetes import client
+from rotator.config import VARIABLES
 
 from tests.harness import kube
 from tests.harness.binaries import REPO_ROOT
@@ -166,7 +167,7 @@ def main() -> int:
 
         port = free_port()
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name not in VARIABLES},
             "CRUSOE_API_ENDPOINT": emulator.base_url,
             "CRUSOE_ACCESS_KEY": access_key_id,
             "CRUSOE_SECRET_KEY": secret_key,
@@ -176,8 +177,6 @@ def main() -> int:
             "KUBECONFIG": str(kubeconfig),
             "KEEP_PREVIOUS_TOKENS": "1",
         }
-        env.pop("KUBECONFIG_SECRET", None)
-        env.pop("CRUSOE_CREDENTIALS_SECRET", None)
         say(f"\nServing the function: functions-framework --target rotate on http://127.0.0.1:{port}/")
         process = serve_function(env, port)
         try:
