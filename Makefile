@@ -45,7 +45,7 @@ run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .e
 
 demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, two rotations, a report
 	$(PY) -m tests.harness.binaries build
-	$(PY) -m tests.harness.demo
+	PYTHONPATH=function $(PY) -m tests.harness.demo
 
 bench: $(STAMP) ## Rotation cost at 10, 100 and 1,000 namespaces against the baseline (bench/results)
 	$(PY) -m tests.harness.binaries build
