@@ -31,6 +31,7 @@ locals {
     {
       CRUSOE_API_ENDPOINT       = var.config.crusoe_api_endpoint
       CRUSOE_CREDENTIALS_SECRET = local.secret_versions.crusoe_credentials
+      GOOGLE_CLOUD_PROJECT      = var.project_id # lets log lines carry the request's trace
       KEEP_PREVIOUS_TOKENS      = tostring(var.config.keep_previous_tokens)
       KUBECONFIG_SECRET         = local.secret_versions.kubeconfig
       LOG_EXECUTION_ID          = "true"
