@@ -15,8 +15,17 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
+
+
+class RequestRecord(NamedTuple):
+    """One handled request: no headers, no body (so never a credential)."""
+
+    method: str
+    path: str
+    query: str
+    status: int
 
 
 def check_loopback(host: str) -> None:

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tests.harness._loopback import BackgroundServer, JsonHandler, serve_until_signal
+from tests.harness._loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
 from tests.harness.swagger import Operation, Spec, load_specs
 
 if TYPE_CHECKING:
@@ -231,15 +231,6 @@ class ApiKey:
         if body["project_id"] is None:
             del body["project_id"]
         return body
-
-
-class RequestRecord(NamedTuple):
-    """One handled request: no headers, no body (so never a credential)."""
-
-    method: str
-    path: str
-    query: str
-    status: int
 
 
 @dataclass

@@ -37,12 +37,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import parse_qs
 
 import google_crc32c
 
-from tests.harness._loopback import BackgroundServer, JsonHandler, serve_until_signal
+from tests.harness._loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,15 +98,6 @@ class SecretVersion:
     name: str
     data: bytes
     state: str = "ENABLED"
-
-
-class RequestRecord(NamedTuple):
-    """One handled request: no headers, no body, so never a token or a payload."""
-
-    method: str
-    path: str
-    query: str
-    status: int
 
 
 @dataclass
