@@ -55,6 +55,7 @@ class CrusoeClient:
         session: requests.Session,
         *,
         backoff: Backoff = Backoff(),
+        timeout: tuple[float, float] = TIMEOUT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -63,6 +64,7 @@ class CrusoeClient:
         self._credentials = credentials
         self._session = session
         self._backoff = backoff
+        self._timeout = timeout
         self._clock = clock
         self._sleep = sleep
         self.calls = 0
@@ -162,7 +164,7 @@ class CrusoeClient:
         url = self._endpoint + path + (f"?{raw_query}" if raw_query else "")
         self.calls += 1
         try:
-            response = self._session.request(method, url, headers=headers, json=json_body, timeout=TIMEOUT)
+            response = self._session.request(method, url, headers=headers, json=json_body, timeout=self._timeout)
         except requests.RequestException as exc:
             error = CrusoeApiError(operation, status=None, detail=type(exc).__name__, retryable=True)
             if method == "POST":

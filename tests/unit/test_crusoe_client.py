@@ -149,3 +149,32 @@ def test_unreachable_api_is_a_retryable_error(sleeps):
         client.list_registry_tokens()
     assert caught.value.retryable
     assert len(sleeps) == 1
+
+
+def fast_timeout_client(emulator, sleeps):
+    return CrusoeClient(
+        emulator.base_url,
+        StaticCredentials(KEY_ID, SecretStr(SECRET_KEY)),
+        requests.Session(),
+        backoff=Backoff(attempts=3, base_seconds=0.01),
+        timeout=(1.0, 0.3),
+        sleep=sleeps.append,
+    )
+
+
+def test_a_timed_out_get_is_retried(emulator, sleeps):
+    emulator.inject("getLimitedUsageAPIKeys", status=None, delay=0.6)
+    assert fast_timeout_client(emulator, sleeps).list_registry_tokens() == []
+    assert len(sleeps) == 1
+
+
+def test_a_timed_out_post_may_have_minted_and_is_reported_retryable_without_a_retry(emulator, sleeps):
+    emulator.inject("createCcrToken", status=None, delay=0.6)
+    with pytest.raises(CrusoeApiError, match="no response") as caught:
+        fast_timeout_client(emulator, sleeps).create_registry_token(
+            "a-20261128T000000Z-abcdef", datetime.now(UTC) + timedelta(hours=1)
+        )
+    assert caught.value.retryable
+    assert caught.value.status is None
+    assert sleeps == []
+    assert [k.alias for k in emulator.tokens()] == ["a-20261128T000000Z-abcdef"]  # the stray the rotation revokes
