@@ -7,7 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from kubernetes import client
+from rotator.config import load_settings
+from rotator.crusoe import CrusoeClient
+from rotator.kube import KubeClient
+from rotator.kubeconfig import parse_kubeconfig
+from rotator.rotation import Rotation
+from rotator.secret import SecretStr
 
 from tests.integration.conftest import ACCESS_KEY_ID, REGISTRY, SECRET_KEY, USERNAME
 
@@ -298,3 +305,70 @@ def test_secret_manager_permission_denied_says_which_role(deployment, invoke, cr
     assert response.status_code == 500
     assert "roles/secretmanager.secretAccessor" in response.get_json()["error"]
     assert crusoe.requests == []
+
+
+class ChangesBeforeFirstWrite:
+    """The real client, but someone else edits the secret between the rotator's read and its first write."""
+
+    def __init__(self, kube, edit):
+        self._kube = kube
+        self._edit = edit
+        self.writes = 0
+
+    def read_secret(self, namespace, name):
+        return self._kube.read_secret(namespace, name)
+
+    def apply_secret(self, namespace, name, manifest):
+        self.writes += 1
+        if self.writes == 1:
+            self._edit()
+        return self._kube.apply_secret(namespace, name, manifest)
+
+
+def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tmp_path):
+
+    namespace = deployment.namespaces[0]
+    core = client.CoreV1Api(kube_admin)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET),
+            type="kubernetes.io/dockerconfigjson",
+            data={".dockerconfigjson": base64.b64encode(b'{"auths":{}}').decode()},
+        ),
+    )
+
+    def someone_adds_a_registry():
+        config = {"auths": {"quay.io": {"auth": base64.b64encode(b"u:p").decode()}}}
+        core.patch_namespaced_secret(
+            SECRET, namespace, {"data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
+        )
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(deployment.account.kubeconfig)
+    settings = load_settings(
+        {
+            "CRUSOE_ACCESS_KEY": ACCESS_KEY_ID,
+            "CRUSOE_SECRET_KEY": SECRET_KEY,
+            "CRUSOE_API_ENDPOINT": crusoe.base_url,
+            "REGISTRY_URL": REGISTRY,
+            "REGISTRY_USERNAME": USERNAME,
+            "TARGET_NAMESPACES": namespace,
+            "KUBECONFIG": str(kubeconfig),
+        }
+    )
+    kube = KubeClient(
+        parse_kubeconfig(SecretStr(deployment.account.kubeconfig), context=None, base_dir=None), pool_size=2
+    )
+    cluster = ChangesBeforeFirstWrite(kube, someone_adds_a_registry)
+    registry = CrusoeClient(settings.api_endpoint, settings.credentials, requests.Session())
+    rotation = Rotation(settings, registry, cluster)
+    try:
+        report = rotation.run()
+    finally:
+        rotation.close()
+        kube.close()
+    assert report.status == "ok", report.to_json()
+    assert cluster.writes == 2  # the first write met a 409, the second was merged from a fresh read
+    auths = dockerconfig(read_secret(kube_admin, namespace))["auths"]
+    assert set(auths) == {"quay.io", REGISTRY}
