@@ -14,12 +14,21 @@ Write requests are counted from the apiserver's own ``apiserver_request_total`` 
 from the emulator's request log, peak RSS from ``VmHWM`` of the function's process tree, CPU seconds of
 each process from ``/proc``. It is a program that measures and reports, not a test: it asserts nothing
 about the goals, it prints them met or not. Results go to ``bench/results/latest.json`` and a chart.
+
+``--rtt-ms 0,2,10`` runs the optional **latency scenario** instead: for each round-trip time, a fresh control
+plane, and the three contenders reach kube-apiserver through ``bench/delay_proxy.py``, a loopback proxy that
+delays each direction by half the RTT. In production the function talks to a remote apiserver, where
+round trips, not this machine's two cores, dominate; loopback alone cannot show that. Setup, request
+counting, kube-apiserver to etcd and the Crusoe emulator stay undelayed. Results go to
+``bench/results/latency.json`` (the same per-run fields plus ``rtt_ms`` and the measured delay) and
+``docs/benchmarks-latency.png``. Why a proxy and not ``tc netem``: see ``bench/delay_proxy.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import platform
@@ -32,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,7 +61,7 @@ from rotator.config import VARIABLES  # noqa: E402
 from bench import baseline  # noqa: E402
 from bench.raw import RawClient, RawTarget  # noqa: E402
 from tests.harness import kube  # noqa: E402
-from tests.harness.binaries import ETCD, resolve_all  # noqa: E402
+from tests.harness.binaries import ETCD, Binary, resolve_all  # noqa: E402
 from tests.harness.cluster import ClusterHandle, ControlPlane  # noqa: E402
 from tests.harness.crusoe_emulator import CrusoeEmulator  # noqa: E402
 
@@ -60,6 +69,9 @@ MAIN = REPO_ROOT / "function" / "main.py"
 FRAMEWORK = Path(sys.executable).with_name("functions-framework")
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "latest.json"
 DEFAULT_CHART = REPO_ROOT / "docs" / "benchmarks.png"
+DEFAULT_LATENCY_OUTPUT = REPO_ROOT / "bench" / "results" / "latency.json"
+DEFAULT_LATENCY_CHART = REPO_ROOT / "docs" / "benchmarks-latency.png"
+DELAY_PROXY = REPO_ROOT / "bench" / "delay_proxy.py"
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 USERNAME = "bench@example.com"
 ROTATOR_SECRET = kube.PULL_SECRET_NAME
@@ -427,6 +439,10 @@ class Bench:
     etcd_pid: int | None
     profile_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # Latency runs: the clients (function, baseline, raw) reach kube-apiserver through this URL, a delaying
+    # proxy (bench/delay_proxy.py); setup and request counting still use ``handle.server`` directly.
+    client_server: str | None = None
+    proxy_pid: int | None = None
 
     def function_env(self, namespaces: list[str], kubeconfig: Path) -> dict[str, str]:
         """The environment a deployed function would have, pointing at the local servers."""
@@ -448,11 +464,14 @@ class Bench:
         return env
 
     def server_cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by kube-apiserver and etcd."""
-        return {
+        """CPU seconds used so far by kube-apiserver and etcd (and the delay proxy, when there is one)."""
+        used = {
             "kube-apiserver": cpu_seconds([self.apiserver_pid]) if self.apiserver_pid else 0.0,
             "etcd": cpu_seconds([self.etcd_pid]) if self.etcd_pid else 0.0,
         }
+        if self.proxy_pid is not None:  # its own line, so it is not counted as "other processes"
+            used["delay proxy"] = cpu_seconds([self.proxy_pid])
+        return used
 
 
 def raw_body() -> dict[str, Any]:
@@ -489,20 +508,24 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
         print(f"[N={size}] {text}", flush=True)
 
     handle, admin = bench.handle, bench.admin
+    # What the three contenders are given to reach kube-apiserver (the delaying proxy in latency runs).
+    client_handle = dataclasses.replace(handle, server=bench.client_server) if bench.client_server else handle
     load_before = os.getloadavg()[0]
     setup_started = time.perf_counter()
     namespaces = [f"bench-n{size}-{i:04d}" for i in range(size)]
     create_namespaces(admin, namespaces)
-    rotator = service_account(handle, admin, namespaces, secret_name=ROTATOR_SECRET, account="ccr-pull-secret-rotator")
+    rotator = service_account(
+        client_handle, admin, namespaces, secret_name=ROTATOR_SECRET, account="ccr-pull-secret-rotator"
+    )
     chart = service_account(
-        handle,
+        client_handle,
         admin,
         namespaces,
         secret_name=BASELINE_SECRET,
         account="helm-chart-rotator",
         rules=chart_rules(BASELINE_SECRET),
     )
-    raw_account = service_account(handle, admin, namespaces, secret_name=RAW_SECRET, account="bench-raw-client")
+    raw_account = service_account(client_handle, admin, namespaces, secret_name=RAW_SECRET, account="bench-raw-client")
     log(f"set up {size} namespaces and 3 service accounts in {time.perf_counter() - setup_started:.1f} s")
 
     kubeconfig = bench.workdir / f"rotator-{size}.kubeconfig"
@@ -513,7 +536,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
     chart_api = chart.api_client()
     crusoe_access = baseline.CrusoeAccess(bench.crusoe.base_url, bench.access_key_id, bench.secret_key)
     raw_client = RawClient(
-        RawTarget(handle.server, ca_file, raw_account.token, RAW_SECRET),
+        RawTarget(client_handle.server, ca_file, raw_account.token, RAW_SECRET),
         bench.raw_concurrency,
     )
 
@@ -573,7 +596,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
                 raw_times.append(raw_client.run(namespaces, raw_body()))
             raw_cpu["client"] += cpu_seconds([os.getpid()]) - raw_cpu_before
             for name, used in bench.server_cpu().items():
-                raw_cpu[name] += used - servers_cpu[name]
+                raw_cpu[name] = raw_cpu.get(name, 0.0) + used - servers_cpu[name]
             log(
                 f"repeat {repeat + 1}/{bench.repeats}: rotation {rotation_times[-1]:.2f} s, "
                 f"baseline {baseline_times[-1]:.2f} s, raw {raw_times[-1]:.2f} s"
@@ -715,13 +738,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument(
         "--sizes",
-        default="10,100,1000",
+        default=None,
         type=lambda text: [int(part) for part in text.split(",") if part.strip()],
-        help="comma-separated namespace counts (default: 10,100,1000)",
+        help="comma-separated namespace counts (default: 10,100,1000; with --rtt-ms: 100,1000)",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="steady-state runs per size; the median is reported")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON results")
-    parser.add_argument("--chart", type=Path, default=DEFAULT_CHART, help="where to write the PNG chart")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="steady-state runs per size; the median is reported (default: 5; with --rtt-ms: 3)",
+    )
+    parser.add_argument(
+        "--rtt-ms",
+        default=None,
+        type=lambda text: [float(part) for part in text.split(",") if part.strip()],
+        help="latency scenario: comma-separated round-trip times in ms added between the clients and "
+        "kube-apiserver by a loopback delay proxy, e.g. 0,2,10 (0: through the proxy, no delay); "
+        f"writes {DEFAULT_LATENCY_OUTPUT.relative_to(REPO_ROOT)} instead",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="where to write the JSON results (default: see --rtt-ms)"
+    )
+    parser.add_argument("--chart", type=Path, default=None, help="where to write the PNG chart")
     parser.add_argument("--no-chart", action="store_true", help="skip the chart (no matplotlib needed)")
     parser.add_argument("--raw-concurrency", type=int, default=32, help="threads of the raw-capacity client")
     parser.add_argument(
@@ -735,9 +773,255 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="after measuring each size, profile one extra rotation with py-spy into DIR",
     )
     args = parser.parse_args(argv)
+    latency = args.rtt_ms is not None
+    if args.sizes is None:
+        args.sizes = [100, 1000] if latency else [10, 100, 1000]
+    if args.repeats is None:
+        args.repeats = 3 if latency else 5
+    if args.output is None:
+        args.output = DEFAULT_LATENCY_OUTPUT if latency else DEFAULT_OUTPUT
+    if args.chart is None:
+        args.chart = DEFAULT_LATENCY_CHART if latency else DEFAULT_CHART
     if args.repeats < 1 or not args.sizes or min(args.sizes) < 1:
         parser.error("--repeats and every size must be at least 1")
+    if latency and (not args.rtt_ms or min(args.rtt_ms) < 0):
+        parser.error("--rtt-ms takes one or more round-trip times of at least 0 ms")
+    if latency and args.profile is not None:
+        parser.error("--profile is for loopback runs only")
     return args
+
+
+# --- the latency scenario (--rtt-ms) -------------------------------------------------------------------
+
+
+@contextmanager
+def delay_proxy(upstream: str, rtt_ms: float, log_path: Path) -> Iterator[tuple[str, int]]:
+    """Run ``bench/delay_proxy.py`` in front of kube-apiserver; yield its URL and pid, stop it on the way out.
+
+    The proxy is a separate process, so its CPU is neither the bench driver's GIL nor "other processes".
+    """
+    upstream_port = upstream.rsplit(":", 1)[1]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own script, fixed arguments
+            [sys.executable, str(DELAY_PROXY), "--upstream-port", upstream_port, "--rtt-ms", f"{rtt_ms:g}"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert process.stdout is not None  # noqa: S101 - stdout=PIPE above
+        line = process.stdout.readline()  # b"" if it exits before listening
+        if not line:
+            raise RuntimeError(f"the delay proxy exited with {process.wait()}; see {log_path}")
+        port = int(json.loads(line)["port"])
+        yield f"https://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def delay_check(
+    handle: ClusterHandle, proxy_url: str, workdir: Path, rtt_ms: float, samples: int = 21
+) -> dict[str, Any]:
+    """Time the same admin requests direct and through the proxy: the delay is real, and only on that path.
+
+    ``GET /version`` is answered by kube-apiserver alone; ``GET /api/v1/namespaces/default`` is a quorum
+    read that kube-apiserver forwards to etcd. If the etcd leg were delayed, the direct read would be slow
+    too. Medians of ``samples`` requests on a kept-alive connection, plus the first request of a new
+    connection (TCP and TLS handshakes included), in milliseconds.
+
+    Through the proxy, kube-apiserver sits idle for an RTT between two requests, and on this VM a request
+    after a pause of 5 ms or more costs about 1 ms more than one sent back to back. So the direct path is
+    also timed with a pause of ``rtt_ms`` before each request: the proxy's own share is the difference.
+    """
+    pki = workdir / "delay-check"
+    pki.mkdir(mode=0o700, exist_ok=True)
+    files = {"ca.crt": handle.credentials.ca_cert, "admin.crt": handle.credentials.admin_cert}
+    files["admin.key"] = handle.credentials.admin_key
+    for name, data in files.items():
+        (pki / name).write_bytes(data)
+        (pki / name).chmod(0o600)
+    timings: dict[str, dict[str, float]] = {}
+    for path_name, base in (("direct", handle.server), ("through proxy", proxy_url)):
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = str(pki / "ca.crt")
+            session.cert = (str(pki / "admin.crt"), str(pki / "admin.key"))
+
+            def ms(path: str, session: requests.Session = session, base: str = base) -> float:
+                started = time.perf_counter()
+                session.get(f"{base}{path}", timeout=30).raise_for_status()
+                return (time.perf_counter() - started) * 1000
+
+            def after_pause(path: str, ms: Callable[[str], float] = ms) -> float:
+                time.sleep(rtt_ms / 1000)
+                return ms(path)
+
+            first = ms("/version")
+            timings[path_name] = {
+                "new_connection_version_ms": round(first, 2),
+                "version_ms": round(statistics.median(ms("/version") for _ in range(samples)), 2),
+                "etcd_read_ms": round(statistics.median(ms("/api/v1/namespaces/default") for _ in range(samples)), 2),
+            }
+            if path_name == "direct":
+                timings[path_name]["version_after_rtt_pause_ms"] = round(
+                    statistics.median(after_pause("/version") for _ in range(samples)), 2
+                )
+    proxied = timings["through proxy"]["version_ms"]
+    return {
+        **timings,
+        "added_rtt_measured_ms": round(proxied - timings["direct"]["version_ms"], 2),
+        "added_rtt_net_of_idle_wakeup_ms": round(proxied - timings["direct"]["version_after_rtt_pause_ms"], 2),
+    }
+
+
+def latency_runs(
+    args: argparse.Namespace, binaries: dict[str, Binary], access_key_id: str, secret_key: str
+) -> tuple[list[dict[str, Any]], str]:
+    """For each RTT, a fresh control plane and emulator, the delay proxy, then every size as ``measure`` does.
+
+    A fresh control plane per RTT keeps the runs comparable (same etcd size) and the namespace names free.
+    Setup and request counting go to kube-apiserver directly; only the three contenders are delayed.
+    """
+    runs: list[dict[str, Any]] = []
+    version = "unknown"
+    for rtt in args.rtt_ms:
+        print(f"[RTT {rtt:g} ms] starting a control plane and the delay proxy", flush=True)
+        with (
+            tempfile.TemporaryDirectory(prefix="ccr-bench-") as workdir,
+            ControlPlane(binaries) as plane,
+            CrusoeEmulator() as emulator,
+        ):
+            Path(workdir).chmod(0o700)
+            emulator.add_api_key(access_key_id, secret_key)
+            handle = plane.handle
+            version = handle.version
+            with delay_proxy(handle.server, rtt, Path(workdir) / "delay-proxy.log") as (proxy_url, proxy_pid):
+                check = delay_check(handle, proxy_url, Path(workdir), rtt)
+                print(f"[RTT {rtt:g} ms] delay check: {json.dumps(check)}", flush=True)
+                apiserver_pid, etcd_pid = server_pids(handle)
+                admin = kube.admin_client(handle)
+                bench = Bench(
+                    handle=handle,
+                    admin=admin,
+                    crusoe=emulator,
+                    access_key_id=access_key_id,
+                    secret_key=secret_key,
+                    workdir=Path(workdir),
+                    repeats=args.repeats,
+                    raw_concurrency=args.raw_concurrency,
+                    max_parallel_writes=args.max_parallel_writes,
+                    apiserver_pid=apiserver_pid,
+                    etcd_pid=etcd_pid,
+                    client_server=proxy_url,
+                    proxy_pid=proxy_pid,
+                )
+                try:
+                    for size in sorted(args.sizes):
+                        run = measure(bench, size)
+                        runs.append({"rtt_ms": rtt, **run, "delay_check": check})
+                        print(
+                            f"[RTT {rtt:g} ms] N={size}: rotation {run['rotation_seconds']} s, baseline "
+                            f"{run['baseline_seconds']} s, raw {run['raw_seconds']} s",
+                            flush=True,
+                        )
+                finally:
+                    admin.close()
+    return runs, version
+
+
+def draw_latency_chart(runs: list[dict[str, Any]], path: Path, machine: str) -> None:
+    """Seconds against the added RTT, one panel per N, for rotation, baseline and raw capacity."""
+    import matplotlib as mpl  # noqa: PLC0415 - a dev-only dependency, needed here only
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    sizes = sorted({run["namespaces"] for run in runs})
+    figure, panels = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4.2), dpi=120, squeeze=False)
+    for axes, size in zip(panels[0], sizes, strict=True):
+        of_size = sorted((run for run in runs if run["namespaces"] == size), key=lambda run: run["rtt_ms"])
+        rtts = [run["rtt_ms"] for run in of_size]
+        for key, label, style in (
+            ("baseline_seconds", "baseline (sequential)", "s--"),
+            ("rotation_seconds", "rotation (16 in flight)", "o-"),
+            ("raw_seconds", "raw capacity (32 threads)", "^:"),
+        ):
+            axes.plot(rtts, [run[key] for run in of_size], style, label=label)
+        axes.set_title(f"{size:,} namespaces", fontsize=10)
+        axes.set_xlabel("added round-trip time to kube-apiserver (ms)")
+        axes.set_ylabel("seconds per rotation (median)")
+        axes.set_xticks(rtts)
+        axes.grid(visible=True, alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.text(0.01, 0.01, machine + "; delay added by bench/delay_proxy.py on loopback", fontsize=6, alpha=0.7)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def latency_main(args: argparse.Namespace) -> int:
+    """The optional latency scenario: every RTT of ``--rtt-ms``, every size, into ``latency.json``."""
+    machine = machine_description()
+    started = time.perf_counter()
+    binaries = resolve_all(os.environ, allow_build=False)
+    access_key_id = "bench-" + secrets.token_hex(4)
+    secret_key = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    runs, apiserver_version = latency_runs(args, binaries, access_key_id, secret_key)
+    result = {
+        "machine": machine["summary"],
+        "machine_detail": machine,
+        "versions": {
+            "kube-apiserver": apiserver_version,
+            "etcd": binaries[ETCD].version,
+            "python": platform.python_version(),
+        },
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "scenario": (
+            "latency: the function, the baseline and the raw client reach kube-apiserver through "
+            "bench/delay_proxy.py on 127.0.0.1, which delays each direction by rtt_ms / 2 (and a new "
+            "connection's first bytes by one more RTT); kube-apiserver to etcd, the Crusoe emulator, the "
+            "HTTP call into the function, setup and request counting are not delayed"
+        ),
+        "settings": {
+            "rtt_ms": args.rtt_ms,
+            "repeats": args.repeats,
+            "raw_concurrency": args.raw_concurrency,
+            "max_parallel_writes": args.max_parallel_writes or "function default",
+            "statistic": "median of the steady-state repeats (secrets already exist)",
+        },
+        "runs": runs,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("rtt_ms | namespaces | rotation_seconds | baseline_seconds | raw_seconds | speedup | efficiency")
+    for run in runs:
+        print(
+            f"{run['rtt_ms']:g} | {run['namespaces']} | {run['rotation_seconds']} | {run['baseline_seconds']} | "
+            f"{run['raw_seconds']} | {run['speedup_vs_seed']} | {run['efficiency_vs_raw']}"
+        )
+    if not args.no_chart:
+        draw_latency_chart(runs, args.chart, machine["summary"])
+        print(f"chart: {args.chart}")
+    print(f"results: {args.output} ({result['total_seconds']} s)")
+    return 0
+
+
+def server_pids(handle: ClusterHandle) -> tuple[int | None, int | None]:
+    """This run's kube-apiserver and etcd, found by their command lines, for their CPU seconds."""
+    port = handle.server.rsplit(":", 1)[1]
+    apiserver_pid = find_process(f"--secure-port={port}")
+    etcd_pid = None
+    if apiserver_pid is not None:
+        cmdline = Path(f"/proc/{apiserver_pid}/cmdline").read_bytes().decode(errors="replace")
+        etcd_url = re.search(r"--etcd-servers=(\S+?)\x00", cmdline)
+        etcd_pid = find_process(f"--listen-client-urls={etcd_url.group(1)}") if etcd_url else None
+    return apiserver_pid, etcd_pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,6 +1033,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("matplotlib is not installed (a dev dependency): install it, or pass --no-chart", file=sys.stderr)
             return 2
+    if args.rtt_ms is not None:
+        return latency_main(args)
     machine = machine_description()
     started = time.perf_counter()
     binaries = resolve_all(os.environ, allow_build=False)
@@ -763,13 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(workdir).chmod(0o700)
         emulator.add_api_key(access_key_id, secret_key)
         handle = plane.handle
-        port = handle.server.rsplit(":", 1)[1]
-        apiserver_pid = find_process(f"--secure-port={port}")
-        etcd_pid = None
-        if apiserver_pid is not None:
-            cmdline = Path(f"/proc/{apiserver_pid}/cmdline").read_bytes().decode(errors="replace")
-            etcd_url = re.search(r"--etcd-servers=(\S+?)\x00", cmdline)
-            etcd_pid = find_process(f"--listen-client-urls={etcd_url.group(1)}") if etcd_url else None
+        apiserver_pid, etcd_pid = server_pids(handle)
         admin = kube.admin_client(handle)
         bench = Bench(
             handle=handle,
