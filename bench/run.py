@@ -186,7 +186,7 @@ def find_process(pattern: str) -> int | None:
 
 def secret_write_counts(api: client.ApiClient, server: str) -> dict[str, float]:
     """``apiserver_request_total`` for secrets, summed by verb (the apiserver's own count of requests)."""
-    response = api.rest_client.request("GET", f"{server}/metrics", _request_timeout=30)
+    response = api.rest_client.request("GET", f"{server}/metrics", _request_timeout=30)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
     counts: dict[str, float] = {}
     for line in response.read().decode().splitlines():
         if not line.startswith("apiserver_request_total{") or 'resource="secrets"' not in line:
@@ -610,7 +610,7 @@ def measure(bench: Bench, size: int) -> dict[str, Any]:  # noqa: PLR0915 - one l
     finally:
         function.stop()
         raw_client.close()
-        chart_api.close()
+        chart_api.close()  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
 
     def per_namespace(counts: dict[str, float], runs: int) -> dict[str, float]:
         return {verb: round(value / (size * runs), 3) for verb, value in sorted(counts.items())}
@@ -929,7 +929,7 @@ def latency_runs(
                             flush=True,
                         )
                 finally:
-                    admin.close()
+                    admin.close()  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
     return runs, version
 
 
@@ -1068,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             runs.extend(measure(bench, size) for size in sorted(args.sizes))
         finally:
-            admin.close()
+            admin.close()  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
     versions = {
         "kube-apiserver": handle.version,
         "etcd": binaries[ETCD].version,
