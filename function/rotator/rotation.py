@@ -6,7 +6,8 @@
 3. Write every namespace concurrently with server-side apply, each merge based on what was read and
    conditional on it not having changed since (a conflict re-reads and merges again).
 4. Only if every namespace now holds the new token: revoke the rotator's older tokens beyond the grace
-   window, and the strays of lost mint answers. On any failure nothing is revoked.
+   window, and the tokens that were never delivered (lost mint answers of this run, and tokens minted after
+   the newest one the secrets held, by runs that stopped before writing). On any failure nothing is revoked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal, Protocol
 from rotator import logs
 from rotator.config import Settings
 from rotator.dockerconfig import (
+    TOKEN_ALIAS,
     RegistryLogin,
     SecretConflictError,
     apply_manifest,
@@ -215,7 +217,8 @@ class Rotation:
                 error=f"{len(failed)} of {len(results)} namespaces do not hold the new token; nothing was revoked",
                 retryable=all(r.retryable for r in failed),
             )
-        revoked, warnings = self._revoke(login.alias, strays)
+        delivered = {alias for read in readable if (alias := _token_alias(read.secret))}
+        revoked, warnings = self._revoke(login.alias, strays, delivered)
         return Report(status="ok", token=token, namespaces=results, revoked=revoked, warnings=warnings)
 
     def _read(self, namespace: str) -> _Read:
@@ -279,7 +282,7 @@ class Rotation:
             return _logged(NamespaceResult(namespace, "created" if created else "updated"))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _revoke(self, current_alias: str, strays: list[str]) -> tuple[list[str], list[str]]:
+    def _revoke(self, current_alias: str, strays: list[str], delivered: set[str]) -> tuple[list[str], list[str]]:
         """Revoke what the rules select; a failure here is a warning: every namespace is already fresh."""
         registry = self._require_registry()
         try:
@@ -292,6 +295,7 @@ class Rotation:
             current_alias=current_alias,
             keep_previous=self._settings.keep_previous_tokens,
             strays=strays,
+            delivered=delivered,
         )
         revoked: list[str] = []
         warnings: list[str] = []
@@ -316,6 +320,13 @@ class Rotation:
     def _ordered(self, results: list[NamespaceResult]) -> list[NamespaceResult]:
         position = {name: index for index, name in enumerate(self._settings.namespaces)}
         return sorted(results, key=lambda r: position[r.namespace])
+
+
+def _token_alias(secret: dict[str, Any] | None) -> str | None:
+    """The alias of the token a pull secret held when it was read (from the rotator's annotation)."""
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    alias = annotations.get(TOKEN_ALIAS)
+    return alias if isinstance(alias, str) else None
 
 
 def _failure(namespace: str, exc: RotatorError | SecretConflictError) -> NamespaceResult:

@@ -51,26 +51,34 @@ def select_revocations(
     current_alias: str,
     keep_previous: int,
     strays: Collection[str] = (),
+    delivered: Collection[str] = (),
 ) -> list[ApiKey]:
     """The registry tokens to revoke once every namespace holds the token aliased ``current_alias``.
 
     Keeps the newest ``keep_previous`` of the rotator's older tokens (the grace window for pulls that
     started with them), revokes the rest, and always revokes ``strays``: aliases this run tried to mint
-    but never delivered (a POST whose answer was lost). Never selects the current token, a token minted
-    after it (another run's), a token that is not a registry token, or one whose alias is not ours.
+    but never delivered (a POST whose answer was lost). ``delivered`` are the aliases the pull secrets held
+    before this run: an owned token minted after the newest of them (or in the same second) was never
+    written anywhere (a run stopped between minting and writing) and is revoked too, so it cannot take a
+    place in the grace window. This is safe because revocation runs only when every namespace was read.
+    Never selects the current token, a token minted after it (another run's), a token that is not a
+    registry token, or one whose alias is not ours.
     """
     current_time = minted_at(current_alias, prefix)
     if current_time is None:
         raise ValueError("the current alias does not have the rotator's alias shape")
+    delivered_times = [t for t in (minted_at(alias, prefix) for alias in delivered) if t is not None]
+    last_delivered = max(delivered_times, default=None)
     owned: list[tuple[datetime, ApiKey]] = []
     stray_keys: list[ApiKey] = []
     for key in keys:
         when = minted_at(key.alias, prefix)
-        if key.usage != "registry" or when is None or key.alias == current_alias:
+        if key.usage != "registry" or when is None or key.alias == current_alias or when > current_time:
             continue
-        if key.alias in strays:
+        never_delivered = last_delivered is not None and when >= last_delivered and key.alias not in delivered
+        if key.alias in strays or never_delivered:
             stray_keys.append(key)
-        elif when <= current_time:
+        else:
             owned.append((key.created_at or when, key))
     owned.sort(key=lambda pair: (pair[0], pair[1].alias), reverse=True)
     return stray_keys + [key for _, key in owned[keep_previous:]]

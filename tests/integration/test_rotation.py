@@ -372,3 +372,12 @@ def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tm
     assert cluster.writes == 2  # the first write met a 409, the second was merged from a fresh read
     auths = dockerconfig(read_secret(kube_admin, namespace))["auths"]
     assert set(auths) == {"quay.io", REGISTRY}
+
+
+def test_a_token_from_a_run_that_stopped_before_writing_is_revoked(deployment, invoke, crusoe):
+    first = invoke().get_json()["token"]["alias"]
+    orphan = crusoe.seed_token(f"ccr-rotator-{datetime.now(UTC):%Y%m%dT%H%M%S}Z-0c0c0c")  # minted, never written
+    body = invoke().get_json()
+    assert body["status"] == "ok"
+    assert body["revoked"] == [orphan.alias]
+    assert first in {key.alias for key in crusoe.tokens()}  # the delivered previous token keeps its grace window

@@ -83,3 +83,40 @@ def test_strays_are_revoked_even_inside_the_grace_window():
 def test_revocation_requires_an_owned_current_alias():
     with pytest.raises(ValueError, match="alias"):
         select_revocations([], prefix=PREFIX, current_alias="manual", keep_previous=1)
+
+
+def test_tokens_minted_after_the_last_delivered_one_were_never_written_and_are_revoked():
+    delivered = owned(12)  # what the pull secrets held before this run
+    crashed = owned(6, "bbbbbb")  # minted by a run that stopped before writing anything
+    revoked = select_revocations(
+        [CURRENT, crashed, delivered, owned(18)],
+        prefix=PREFIX,
+        current_alias=CURRENT.alias,
+        keep_previous=1,
+        delivered=[delivered.alias],
+    )
+    assert aliases(revoked) == [crashed.alias, owned(18).alias]
+
+
+def test_without_delivered_aliases_nothing_counts_as_undelivered():
+    revoked = select_revocations(
+        [CURRENT, owned(6), owned(12)],
+        prefix=PREFIX,
+        current_alias=CURRENT.alias,
+        keep_previous=1,
+        delivered=["manual-alias-not-ours"],
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_a_token_minted_in_the_same_second_as_the_delivered_one_is_undelivered():
+    delivered = owned(6, "aaaaaa")
+    twin = owned(6, "dddddd")
+    revoked = select_revocations(
+        [CURRENT, twin, delivered],
+        prefix=PREFIX,
+        current_alias=CURRENT.alias,
+        keep_previous=1,
+        delivered=[delivered.alias],
+    )
+    assert aliases(revoked) == [twin.alias]
