@@ -36,3 +36,18 @@ VECTORS = [
         "qZgSDKAaL_MnhZ0kaRkY6I8__c84H4mcKwOLJJVZhKM",
     ),
 ]
+
+# (raw query, canonical form): the re-encoding rules both the product's signer and the emulator must follow.
+CANONICAL_QUERIES = [
+    ("", ""),
+    ("b=2&a=hello world&a=1", "a=hello+world&a=1&b=2"),
+    ("&&a=1&", "a=1"),
+    ("flag", "flag="),
+    ("k=a%2Bb%2Fc", "k=a%2Bb%2Fc"),
+    ("key_id=Hm11C1coQZm2%2BAihn9ofYg", "key_id=Hm11C1coQZm2%2BAihn9ofYg"),
+    ("k=a/b", "k=a%2Fb"),
+    ("k=a+b", "k=a+b"),
+    ("k=~-_.", "k=~-_."),
+    ("k=%c3%a9", "k=%C3%A9"),
+    ("x=1=2", "x=1%3D2"),
+]

@@ -1,7 +1,7 @@
 import pytest
 from rotator.signing import authorization, canonical_query, encode_query, sign, signing_message
 
-from tests.harness.signing_vectors import SECRET_KEY, VECTORS
+from tests.harness.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
 
 
 @pytest.mark.parametrize(("method", "path", "query", "timestamp", "expected"), VECTORS)
@@ -13,19 +13,7 @@ def test_canonical_query_sorts_keys_and_keeps_value_order():
     assert canonical_query("b=2&a=hello world&a=1") == "a=hello+world&a=1&b=2"
 
 
-@pytest.mark.parametrize(
-    ("raw", "canonical"),
-    [
-        ("", ""),
-        ("&&a=1&", "a=1"),
-        ("flag", "flag="),
-        ("k=a%2Bb%2Fc", "k=a%2Bb%2Fc"),
-        ("k=a+b", "k=a+b"),
-        ("k=~-_.", "k=~-_."),
-        ("k=%c3%a9", "k=%C3%A9"),
-        ("x=1=2", "x=1%3D2"),
-    ],
-)
+@pytest.mark.parametrize(("raw", "canonical"), CANONICAL_QUERIES)
 def test_canonical_query_escaping(raw, canonical):
     assert canonical_query(raw) == canonical
 
