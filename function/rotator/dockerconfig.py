@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from rotator.errors import SecretConflictError
+
 DOCKERCONFIG_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIG_KEY: Final = ".dockerconfigjson"
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -18,10 +20,6 @@ ROTATED_AT: Final = ANNOTATION_PREFIX + "rotated-at"
 TOKEN_ALIAS: Final = ANNOTATION_PREFIX + "token-alias"
 EXPIRES_AT: Final = ANNOTATION_PREFIX + "expires-at"
 REGISTRY: Final = ANNOTATION_PREFIX + "registry"
-
-
-class SecretConflictError(ValueError):
-    """The existing secret cannot take the rotator's entry without destroying someone else's data."""
 
 
 @dataclass(frozen=True)

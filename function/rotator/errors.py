@@ -2,12 +2,14 @@
 
 Every failure the rotator can report is a :class:`RotatorError`. Its ``retryable`` flag says whether the
 same call may succeed later without anybody changing anything (a timeout, a 503, a conflict): the HTTP
-entry point answers 503 for those and 500 for the rest, and Cloud Scheduler retries both. Messages are
-written for the person reading the logs: they name what is wrong and what to do, and never contain a
-token, a key, a kubeconfig or an API response body that might hold one.
+entry point answers 503 for those and 500 for the rest (:func:`http_status`, the one mapping), and Cloud
+Scheduler retries both. Messages are written for the person reading the logs: they name what is wrong and
+what to do, and never contain a token, a key, a kubeconfig or an API response body that might hold one.
 """
 
 from __future__ import annotations
+
+from http import HTTPStatus
 
 
 class RotatorError(Exception):
@@ -32,6 +34,10 @@ class ConfigError(RotatorError):
         self.problems = dict(problems)
 
 
+class BadRequestError(RotatorError):
+    """The HTTP request is not something the rotator understands; nothing was done."""
+
+
 class SecretStoreError(RotatorError):
     """A secret (Crusoe credentials or kubeconfig) could not be read or is malformed."""
 
@@ -40,7 +46,31 @@ class KubeconfigError(RotatorError):
     """The kubeconfig cannot be used by an unattended function."""
 
 
-class CrusoeApiError(RotatorError):
+class SecretConflictError(RotatorError):
+    """The existing pull secret cannot take the rotator's entry without destroying someone else's data."""
+
+
+class ApiError(RotatorError):
+    """A remote API refused or failed a request.
+
+    ``status`` is the HTTP status (None when no answer came), ``retry_after`` the server's ``Retry-After``
+    in seconds when it gave one. The message never quotes a response body that might hold a secret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class CrusoeApiError(ApiError):
     """The Crusoe Cloud API refused or failed a request.
 
     Carries the API's own error body fields (``code``, ``message``, ``error_id``), which are safe to show,
@@ -55,18 +85,26 @@ class CrusoeApiError(RotatorError):
         detail: str,
         error_id: str | None = None,
         retryable: bool,
+        retry_after: float | None = None,
     ) -> None:
         where = f"HTTP {status}" if status is not None else "no response"
         ref = f" (error_id {error_id})" if error_id else ""
-        super().__init__(f"Crusoe API {operation} failed: {where}: {detail}{ref}", retryable=retryable)
+        super().__init__(
+            f"Crusoe API {operation} failed: {where}: {detail}{ref}",
+            status=status,
+            retryable=retryable,
+            retry_after=retry_after,
+        )
         self.operation = operation
-        self.status = status
         self.error_id = error_id
 
 
-class KubeError(RotatorError):
+class KubeError(ApiError):
     """The Kubernetes API refused or failed a request for one namespace or for the whole cluster."""
 
-    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
-        super().__init__(message, retryable=retryable)
-        self.status = status
+
+def http_status(error: RotatorError) -> HTTPStatus:
+    """The HTTP status that answers a request which ended in ``error``: the one mapping."""
+    if isinstance(error, BadRequestError):
+        return HTTPStatus.BAD_REQUEST
+    return HTTPStatus.SERVICE_UNAVAILABLE if error.retryable else HTTPStatus.INTERNAL_SERVER_ERROR

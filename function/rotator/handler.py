@@ -13,16 +13,12 @@ import flask
 from rotator import logs
 from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
-from rotator.errors import RotatorError
+from rotator.errors import BadRequestError, RotatorError
 from rotator.rotation import Report, Rotation
 
 log = logging.getLogger(__name__)
 
 _ALLOWED_FIELDS: Final = {"dry_run"}
-
-
-class BadRequestError(ValueError):
-    """The request body is not something the rotator understands."""
 
 
 def parse_body(raw: bytes) -> bool:

@@ -25,13 +25,12 @@ from rotator.config import Settings
 from rotator.dockerconfig import (
     TOKEN_ALIAS,
     RegistryLogin,
-    SecretConflictError,
     apply_manifest,
     describe,
     merged_dockerconfig,
     require_compatible,
 )
-from rotator.errors import CrusoeApiError, KubeError, RotatorError
+from rotator.errors import CrusoeApiError, KubeError, RotatorError, SecretConflictError
 from rotator.secret import SecretStr
 from rotator.tokens import ApiKey, new_alias, select_revocations
 
@@ -329,10 +328,8 @@ def _token_alias(secret: dict[str, Any] | None) -> str | None:
     return alias if isinstance(alias, str) else None
 
 
-def _failure(namespace: str, exc: RotatorError | SecretConflictError) -> NamespaceResult:
-    if isinstance(exc, RotatorError):
-        return NamespaceResult(namespace, "failed", exc.message, exc.retryable)
-    return NamespaceResult(namespace, "failed", str(exc), retryable=False)
+def _failure(namespace: str, exc: RotatorError) -> NamespaceResult:
+    return NamespaceResult(namespace, "failed", exc.message, exc.retryable)
 
 
 def _logged(result: NamespaceResult) -> NamespaceResult:

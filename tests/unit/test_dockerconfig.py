@@ -9,11 +9,11 @@ from rotator.dockerconfig import (
     MANAGED_BY_LABEL,
     TOKEN_ALIAS,
     RegistryLogin,
-    SecretConflictError,
     apply_manifest,
     describe,
     merged_dockerconfig,
 )
+from rotator.errors import SecretConflictError
 
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 LOGIN = RegistryLogin(

@@ -1,5 +1,6 @@
 import pytest
-from rotator.handler import BadRequestError, parse_body
+from rotator.errors import BadRequestError
+from rotator.handler import parse_body
 
 
 @pytest.mark.parametrize(
