@@ -36,7 +36,7 @@ lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
 	infra/scripts/check.sh
 
 test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test tier
-	$(PY) -m tests.harness.binaries build
+	$(PY) -m devkit.binaries build
 	$(VENV)/bin/pytest
 
 run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .env (see README)
@@ -44,19 +44,19 @@ run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .e
 	  $(VENV)/bin/functions-framework --source function/main.py --target rotate --port $${PORT:-8080} --debug
 
 demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, two rotations, a report
-	$(PY) -m tests.harness.binaries build
-	PYTHONPATH=function $(PY) -m tests.harness.demo
+	$(PY) -m devkit.binaries build
+	PYTHONPATH=function $(PY) -m devkit.demo
 
 bench: $(STAMP) ## Rotation cost at 10, 100 and 1,000 namespaces against the baseline (bench/results)
-	$(PY) -m tests.harness.binaries build
+	$(PY) -m devkit.binaries build
 	$(PY) bench/run.py
 
 cluster-up: $(STAMP) ## Start etcd + kube-apiserver on loopback; admin kubeconfig in .cache/cluster/
-	$(PY) -m tests.harness.binaries build
-	$(PY) -m tests.harness.cluster up
+	$(PY) -m devkit.binaries build
+	$(PY) -m devkit.cluster up
 
 cluster-down: $(STAMP) ## Stop the local control plane and remove its data
-	$(PY) -m tests.harness.cluster down
+	$(PY) -m devkit.cluster down
 
 kubeconfig: ## Make a least-privilege kubeconfig for the rotator and store it in Secret Manager
 	infra/scripts/make-kubeconfig.sh

@@ -22,7 +22,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.crusoe_emulator import compute_signature
+from devkit.crusoe_emulator import compute_signature
 
 NOT_FOUND = 404
 DOCKERCONFIG_TYPE = "kubernetes.io/dockerconfigjson"

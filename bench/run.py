@@ -60,10 +60,10 @@ from rotator.config import VARIABLES  # noqa: E402
 
 from bench import baseline  # noqa: E402
 from bench.raw import RawClient, RawTarget  # noqa: E402
-from tests.harness import kube  # noqa: E402
-from tests.harness.binaries import ETCD, Binary, resolve_all  # noqa: E402
-from tests.harness.cluster import ClusterHandle, ControlPlane  # noqa: E402
-from tests.harness.crusoe_emulator import CrusoeEmulator  # noqa: E402
+from devkit import kube  # noqa: E402
+from devkit.binaries import ETCD, Binary, resolve_all  # noqa: E402
+from devkit.cluster import ClusterHandle, ControlPlane  # noqa: E402
+from devkit.crusoe_emulator import CrusoeEmulator  # noqa: E402
 
 MAIN = REPO_ROOT / "function" / "main.py"
 FRAMEWORK = Path(sys.executable).with_name("functions-framework")

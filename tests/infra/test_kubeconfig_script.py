@@ -14,12 +14,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.harness import kube
+from devkit import kube
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.harness.cluster import ClusterHandle
+    from devkit.cluster import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl") or "kubectl"

@@ -14,22 +14,26 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from functions_framework import create_app
 from rotator.config import VARIABLES
 
-from tests.harness.crusoe_emulator import CrusoeEmulator
-from tests.harness.kube import ServiceAccountAccess
-from tests.harness.secret_manager import SecretManagerServer
+from devkit.crusoe_emulator import CrusoeEmulator
+from devkit.function import MAIN
+from devkit.kube import ServiceAccountAccess
+from devkit.secret_manager import SecretManagerServer
 
-MAIN = Path(__file__).resolve().parents[2] / "function" / "main.py"
 ACCESS_KEY_ID = "Hm11C1coQZm2+Aihn9ofYg"  # the spec's own example: needs escaping in a query
 SECRET_KEY = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 USERNAME = "ops@example.com"
 PROJECT = "demo-project"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the control-plane fixtures (``devkit.pytest_plugin``) for this tier only."""
+    config.pluginmanager.import_plugin("devkit.pytest_plugin")
 
 
 @pytest.fixture(scope="session")

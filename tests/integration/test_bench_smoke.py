@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.binaries import BinaryNotFoundError, resolve_all
+from devkit.binaries import BinaryNotFoundError, resolve_all
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]

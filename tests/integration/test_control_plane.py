@@ -16,13 +16,13 @@ import requests
 import yaml
 from kubernetes import client
 
-from tests.harness import kube
-from tests.harness.binaries import KUBE_APISERVER, parse_version, pinned_version
+from devkit import kube
+from devkit.binaries import KUBE_APISERVER, parse_version, pinned_version
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.harness.cluster import ClusterHandle
+    from devkit.cluster import ClusterHandle
 
 pytestmark = pytest.mark.integration
 

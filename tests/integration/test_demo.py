@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_demo_runs_to_completion(control_plane):  # the fixture proves binaries exist (or fails under CI)
     env = {**os.environ, "PYTHONPATH": "function"}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.harness.demo"],
+        [sys.executable, "-m", "devkit.demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,

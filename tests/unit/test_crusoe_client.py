@@ -14,7 +14,7 @@ from rotator.errors import CrusoeApiError
 from rotator.retry import Backoff
 from rotator.secret import SecretStr
 
-from tests.harness.crusoe_emulator import CrusoeEmulator
+from devkit.crusoe_emulator import CrusoeEmulator
 
 KEY_ID = "Hm11C1coQZm2+Aihn9ofYg"
 SECRET_KEY = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()

@@ -1,7 +1,7 @@
 import pytest
 from rotator.signing import authorization, canonical_query, encode_query, sign, signing_message
 
-from tests.harness.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
+from devkit.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
 
 
 @pytest.mark.parametrize(("method", "path", "query", "timestamp", "expected"), VECTORS)

@@ -1,7 +1,7 @@
 """The Crusoe API emulator: its signature oracle, its Swagger-driven routing and validation, its faults.
 
 These tests start the emulator on loopback (allowed in the unit tier for harness tests). They sign
-requests with a minimal signer written here from FACTS.md, independent of both the emulator's own
+requests with a minimal signer written here from crusoe_api/README.md, independent of both the emulator's own
 verifier and the product's signer, and pin both to the published vectors.
 """
 
@@ -25,15 +25,15 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
-from tests.harness.crusoe_emulator import (
+from devkit.crusoe_emulator import (
     AuthError,
     CrusoeEmulator,
     canonical_query,
     compute_signature,
     verify_request,
 )
-from tests.harness.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
-from tests.harness.swagger import load_specs
+from devkit.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
+from devkit.swagger import load_specs
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = SECRET_KEY
@@ -41,7 +41,7 @@ ACCESS_KEY = "AKIDtest0123"
 VECTOR_TIME = datetime(2025, 10, 1, 12, 0, tzinfo=UTC)
 
 
-# -- a minimal, independent signer (FACTS.md, written again on purpose) ---------------------
+# -- a minimal, independent signer (crusoe_api/README.md, written again on purpose) ---------------------
 
 
 def _sign(secret: str, method: str, path: str, canonical: str, timestamp: str) -> str:
@@ -474,7 +474,7 @@ def test_emulator_binds_loopback_only():
 def test_emulator_cli_prints_its_url_and_stops_on_sigterm():
     env = os.environ | {"CRUSOE_SECRET_KEY": SECRET}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.crusoe_emulator", "--port", "0", "--access-key-id", ACCESS_KEY],
+        [sys.executable, "-m", "devkit.crusoe_emulator", "--port", "0", "--access-key-id", ACCESS_KEY],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

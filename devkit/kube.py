@@ -21,8 +21,8 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ConflictError
 
-from tests.harness.binaries import REPO_ROOT
-from tests.harness.cluster import ClusterHandle, kubeconfig_yaml
+from devkit import REPO_ROOT
+from devkit.cluster import ClusterHandle, kubeconfig_yaml
 
 LOG = logging.getLogger(__name__)
 

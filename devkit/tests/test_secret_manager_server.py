@@ -23,7 +23,7 @@ import requests
 from google.auth import compute_engine
 from google.auth.transport.requests import AuthorizedSession
 
-from tests.harness.secret_manager import SecretManagerServer
+from devkit.secret_manager import SecretManagerServer
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECONFIG = b"apiVersion: v1\nkind: Config\nclusters: []\n"
@@ -199,7 +199,7 @@ def test_cli_serves_a_secret_from_a_file_to_a_client_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "tests.harness.secret_manager",
+            "devkit.secret_manager",
             "--port",
             "0",
             "--secret",

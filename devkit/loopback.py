@@ -1,4 +1,4 @@
-"""Plumbing shared by the harness servers: a threaded loopback HTTP server and its CLI loop.
+"""Loopback plumbing: free ports, and the threaded HTTP server and CLI loop the fake services share.
 
 Both fake services (the Crusoe API emulator and the Secret Manager server) need the same
 things: bind to loopback only, answer concurrent keep-alive clients, stop promptly even
@@ -12,11 +12,23 @@ from __future__ import annotations
 import ipaddress
 import json
 import signal
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
+
+#: The only address the platform binds or calls.
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on loopback right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class RequestRecord(NamedTuple):

@@ -1,4 +1,4 @@
-module ccr-pull-secret-rotator/tests/harness/kube_build/etcd
+module ccr-pull-secret-rotator/devkit/kube_build/etcd
 
 go 1.26.0
 

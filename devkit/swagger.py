@@ -11,22 +11,20 @@ the harness free of a ``jsonschema`` dependency.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Where the shared Swagger files live: ``shared/`` sits beside the repository both in
-#: a developer's workplace and in CI's fresh clone. ``CRUSOE_SWAGGER_DIR`` overrides it.
-DEFAULT_SWAGGER_DIR = Path(__file__).resolve().parents[3] / "shared" / "crusoe-api"
+#: The vendored Swagger files (``devkit/crusoe_api/README.md`` says where they come from).
+SWAGGER_DIR = Path(__file__).resolve().parent / "crusoe_api"
 
 #: Version prefix -> file name. Both prefixes are served by the real API with the same paths.
 SWAGGER_FILES = {"/v1alpha5": "swagger-v1alpha5.json", "/v1": "swagger-v1.json"}
 
 #: Documented deviations of the real API from its Swagger, applied on top of the files.
 #: ``registry`` is what the API returns as ``usage`` for container-registry tokens but the
-#: spec's enum lacks it (see FACTS.md); without this overlay every honest list response
+#: spec's enum lacks it (see crusoe_api/README.md); without this overlay every honest list response
 #: would fail validation.
 USAGE_ENUM_EXTRA = ("registry",)
 
@@ -43,12 +41,6 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 class SwaggerError(Exception):
     """The Swagger files are missing or do not hold what the emulator needs."""
-
-
-def swagger_dir() -> Path:
-    """Return the directory holding the Swagger files (env override first)."""
-    override = os.environ.get("CRUSOE_SWAGGER_DIR")
-    return Path(override) if override else DEFAULT_SWAGGER_DIR
 
 
 @dataclass(frozen=True)
@@ -239,14 +231,14 @@ def load_specs(directory: Path | None = None) -> dict[str, Spec]:
     Raises:
         SwaggerError: a file is missing or its ``basePath`` is not the expected prefix.
     """
-    directory = directory or swagger_dir()
+    directory = directory or SWAGGER_DIR
     specs: dict[str, Spec] = {}
     for prefix, name in SWAGGER_FILES.items():
         path = directory / name
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise SwaggerError(f"{path} not found; set CRUSOE_SWAGGER_DIR to its folder") from exc
+            raise SwaggerError(f"{path} not found (the vendored Swagger files belong in the repository)") from exc
         spec = Spec(document)
         if spec.base_path != prefix:
             raise SwaggerError(f"{path}: basePath {spec.base_path!r}, expected {prefix!r}")

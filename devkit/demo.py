@@ -12,9 +12,6 @@ import base64
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,10 +22,10 @@ import requests
 from kubernetes import client
 from rotator.config import VARIABLES
 
-from tests.harness import kube
-from tests.harness.binaries import REPO_ROOT
-from tests.harness.cluster import ControlPlane
-from tests.harness.crusoe_emulator import CrusoeEmulator
+from devkit import kube
+from devkit.cluster import ControlPlane
+from devkit.crusoe_emulator import CrusoeEmulator
+from devkit.function import start_function
 
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 SECRET_NAME = "crusoe-image-pull-secrets"
@@ -75,43 +72,6 @@ def tokens_table(emulator: CrusoeEmulator) -> None:
     rows = [[key.alias, key.created_at, "live"] for key in emulator.tokens()]
     rows += [[key.alias, key.created_at, "revoked"] for key in emulator.deleted()]
     table(rows, ["token alias", "created at", "state"])
-
-
-def free_port() -> int:
-    """A free loopback port for the function."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def serve_function(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """Start functions-framework on 127.0.0.1 and wait until it accepts connections."""
-    framework = Path(sys.executable).with_name("functions-framework")
-    process = subprocess.Popen(
-        [
-            str(framework),
-            "--source",
-            str(REPO_ROOT / "function" / "main.py"),
-            "--target",
-            "rotate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return process
-    process.kill()
-    raise RuntimeError("functions-framework did not start")
 
 
 def rotate(url: str, title: str) -> dict[str, Any]:
@@ -165,7 +125,6 @@ def main() -> int:
         say("\nRegistry tokens before (one stale rotator token, one token of a CI robot):")
         tokens_table(emulator)
 
-        port = free_port()
         env = {
             **{name: value for name, value in os.environ.items() if name not in VARIABLES},
             "CRUSOE_API_ENDPOINT": emulator.base_url,
@@ -177,14 +136,10 @@ def main() -> int:
             "KUBECONFIG": str(kubeconfig),
             "KEEP_PREVIOUS_TOKENS": "1",
         }
-        say(f"\nServing the function: functions-framework --target rotate on http://127.0.0.1:{port}/")
-        process = serve_function(env, port)
-        try:
-            first = rotate(f"http://127.0.0.1:{port}/", "First rotation")
-            second = rotate(f"http://127.0.0.1:{port}/", "Second rotation")
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        with start_function(env) as function:
+            say(f"\nServing the function: functions-framework --target rotate on {function.url}")
+            first = rotate(function.url, "First rotation")
+            second = rotate(function.url, "Second rotation")
         say("\nAfter: every namespace holds the newest token; demo-batch kept its ghcr.io login.")
         secrets_table(admin)
         say("\nRegistry tokens after (the previous token is kept for a grace window; the CI robot's is untouched):")

@@ -1,9 +1,12 @@
-"""Fixtures for the real control plane (etcd + kube-apiserver), shared by all test tiers.
+"""A pytest plugin with the fixtures for the real control plane (etcd + kube-apiserver).
 
-``control_plane`` reuses the detached control plane of ``python -m tests.harness.cluster up`` when it is
+Only the tiers that need a cluster load it (``tests/integration`` and ``tests/infra``, from their
+``conftest.py``), so ``pytest tests/unit`` imports neither the Kubernetes client nor the platform.
+
+``control_plane`` reuses the detached control plane of ``python -m devkit.cluster up`` when it is
 running and ready (a fast edit-test loop), and otherwise starts its own for the session with the same
 code. It never builds the binaries: a cold build takes far longer than a test's timeout, so
-``python -m tests.harness.binaries build`` (which ``make test`` and CI run first) does that.
+``python -m devkit.binaries build`` (which ``make test`` and CI run first) does that.
 
 Without binaries the integration tests are skipped with the reason; with ``REQUIRE_CLUSTER=1`` (CI) they
 fail instead, so a broken control plane can never pass as "skipped".
@@ -18,9 +21,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from kubernetes import client
 
-from tests.harness import kube
-from tests.harness.binaries import BinaryBuildError, BinaryNotFoundError
-from tests.harness.cluster import ClusterHandle, ControlPlane, ControlPlaneError, handle_from_state
+from devkit import kube
+from devkit.binaries import BinaryBuildError, BinaryNotFoundError
+from devkit.cluster import ClusterHandle, ControlPlane, ControlPlaneError, handle_from_state
 
 LOG = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def kube_admin(control_plane: ClusterHandle) -> Iterator[client.ApiClient]:
     try:
         yield api
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture

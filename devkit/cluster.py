@@ -4,9 +4,9 @@ One implementation serves both users: the pytest session fixture uses ``ControlP
 manager (processes die with the test run), and the CLI starts the same thing detached so
 ``make cluster-up`` returns with it running::
 
-    python -m tests.harness.cluster up       # start detached, write .cache/cluster/{state.json,admin.kubeconfig}
-    python -m tests.harness.cluster status   # is it running and ready?
-    python -m tests.harness.cluster down     # stop both, remove the data
+    python -m devkit.cluster up       # start detached, write .cache/cluster/{state.json,admin.kubeconfig}
+    python -m devkit.cluster status   # is it running and ready?
+    python -m devkit.cluster down     # stop both, remove the data
 
 What it configures, and why:
 
@@ -41,7 +41,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -58,11 +57,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.harness.binaries import CACHE_DIR, ETCD, KUBE_APISERVER, Binary, resolve_all
+from devkit.binaries import CACHE_DIR, ETCD, KUBE_APISERVER, Binary, resolve_all
+from devkit.loopback import LOOPBACK, free_port
 
 LOG = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 STATE_DIR = CACHE_DIR / "cluster"
 STATE_FILE = STATE_DIR / "state.json"
 ADMIN_KUBECONFIG = STATE_DIR / "admin.kubeconfig"
@@ -240,14 +239,6 @@ def write_pki(pki: Path) -> Credentials:
 
 
 # --- processes --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on loopback right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
@@ -514,7 +505,7 @@ class ControlPlane:
         state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+def _raise_keyboard_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -1,9 +1,9 @@
 """A local emulator of the Crusoe Cloud API, built from its official Swagger files.
 
 The tests, the demo and the benchmark talk to this instead of the real API. Routes,
-operation ids, parameter lists and body schemas come from the shared Swagger files
+operation ids, parameter lists and body schemas come from the vendored Swagger files
 (``/v1alpha5`` and ``/v1`` are both served); requests are authenticated with an
-independent implementation of signature version 1.0 as FACTS.md describes it, so this
+independent implementation of signature version 1.0 as devkit/crusoe_api/README.md describes it, so this
 module is the oracle the product's signer is tested against (it imports nothing from
 ``function/``). Only the three operations the rotator uses are implemented; every other
 documented operation answers 501, undocumented paths 404.
@@ -17,7 +17,7 @@ In-process use (pytest fixtures)::
 
 Out of process (demo, benchmark)::
 
-    CRUSOE_SECRET_KEY=... python -m tests.harness.crusoe_emulator --port 0 --access-key-id AKID
+    CRUSOE_SECRET_KEY=... python -m devkit.crusoe_emulator --port 0 --access-key-id AKID
 
 prints one JSON line (``{"base_url": ..., "control_url": ...}``) when ready and runs until
 SIGTERM; ``GET {control_url}/tokens`` and ``GET {control_url}/requests`` expose its state.
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tests.harness._loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
-from tests.harness.swagger import Operation, Spec, load_specs
+from devkit.loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
+from devkit.swagger import Operation, Spec, load_specs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -122,7 +122,7 @@ def parse_query(raw_query: str) -> list[tuple[bytes, bytes]]:
 
 
 def canonical_query(raw_query: str) -> str:
-    """The canonical query of FACTS.md: decode, group by key, sort keys bytewise, re-encode."""
+    """The canonical query of the API (crusoe_api/README.md): decode, group by key, sort keys bytewise, re-encode."""
     grouped: dict[bytes, list[bytes]] = {}
     for key, value in parse_query(raw_query):
         grouped.setdefault(key, []).append(value)
@@ -170,7 +170,7 @@ def verify_request(  # noqa: PLR0913 - every input of the signature is a separat
     now: datetime,
     max_skew: timedelta = MAX_SKEW,
 ) -> str:
-    """Authenticate one request exactly as FACTS.md describes; return the access key id.
+    """Authenticate one request exactly as crusoe_api/README.md describes; return the access key id.
 
     Also enforces the support article's rule that the query must be sent already
     sorted by key: a client that signs the canonical query but sends another order is
@@ -307,7 +307,7 @@ class CrusoeEmulator(BackgroundServer):
         Args:
             host: loopback address to bind.
             port: 0 picks a free port.
-            swagger_dir: directory of the Swagger files (default: ``shared/crusoe-api``).
+            swagger_dir: directory of the Swagger files (default: the vendored ``devkit/crusoe_api``).
             clock: source of "now" for timestamp checks and key times (tests move it).
         """
         super().__init__(host, port)
@@ -698,7 +698,7 @@ class CrusoeEmulator(BackgroundServer):
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator as a process: one JSON line on stdout when ready, stop on SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.harness.crusoe_emulator",
+        prog="python -m devkit.crusoe_emulator",
         description="Run the Crusoe Cloud API emulator on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")

@@ -1,5 +1,7 @@
-"""The published signature vectors (``shared/crusoe-api/FACTS.md``), shared by the product's signing
-tests and the emulator's verifier tests, so both are held to the same rows."""
+"""The published signature vectors (``devkit/crusoe_api/README.md``).
+
+The product's signing tests and the emulator's verifier tests share them, so both are held to the same rows.
+"""
 
 SECRET_KEY = "HrbZ3VTUb2YNAq53Md1EsA"
 

@@ -1,8 +1,8 @@
 """Find, or build from source, the kube-apiserver and etcd binaries that the test control plane runs.
 
 Nothing can be downloaded here except through package registries, so the binaries are built with Go from
-the module proxy: ``tests/harness/kube_build/kube-apiserver`` (a wrapper module that requires
-``k8s.io/kubernetes`` and pins its staging modules) and ``tests/harness/kube_build/etcd`` (etcd's server
+the module proxy: ``devkit/kube_build/kube-apiserver`` (a wrapper module that requires
+``k8s.io/kubernetes`` and pins its staging modules) and ``devkit/kube_build/etcd`` (etcd's server
 entry point). The versions are read from those go.mod files, which are the single source of truth.
 
 Where a binary comes from, first match wins:
@@ -19,8 +19,8 @@ comes from: older ones make current kube-apiservers fail some watches.
 
 CLI (CI calls ``build`` up front so the first test does not pay for the build)::
 
-    python -m tests.harness.binaries build      # resolve or build both, print their paths
-    python -m tests.harness.binaries show       # resolve without building
+    python -m devkit.binaries build      # resolve or build both, print their paths
+    python -m devkit.binaries show       # resolve without building
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from devkit import REPO_ROOT
+
 LOG = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBE_BUILD_DIR = Path(__file__).resolve().parent / "kube_build"
 CACHE_DIR = REPO_ROOT / ".cache"
 BIN_CACHE_DIR = CACHE_DIR / "bin"
@@ -236,7 +237,7 @@ def _not_found_message(name: str, environ: Mapping[str, str], reason: str) -> st
         f"  2. KUBEBUILDER_ASSETS=/dir containing {name} (envtest layout; now {assets or 'unset'})\n"
         f"  3. {name} on PATH\n"
         f"  4. Go >= 1.26 on PATH, to build it into {cached_path(name)} "
-        f"(`python -m tests.harness.binaries build`)"
+        f"(`python -m devkit.binaries build`)"
     )
 
 

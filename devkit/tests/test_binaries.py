@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import binaries, gomod
+from devkit import binaries, gomod
 
 if TYPE_CHECKING:
     from pathlib import Path

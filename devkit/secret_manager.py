@@ -19,7 +19,7 @@ patches those module globals.
 
 Out of process (demo, benchmark)::
 
-    python -m tests.harness.secret_manager --port 0 --secret projects/p/secrets/kubeconfig=@kubeconfig.yaml
+    python -m devkit.secret_manager --port 0 --secret projects/p/secrets/kubeconfig=@kubeconfig.yaml
 
 prints one JSON line (endpoint, metadata host, env, version names) and runs until SIGTERM.
 """
@@ -42,7 +42,7 @@ from urllib.parse import parse_qs
 
 import google_crc32c
 
-from tests.harness._loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
+from devkit.loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,10 +84,10 @@ class MonkeyPatch(Protocol):
     def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
         """Set an environment variable until the test ends."""
 
-    def delenv(self, name: str, raising: bool = True) -> None:  # noqa: FBT002 - pytest's signature
+    def delenv(self, name: str, raising: bool = True) -> None:  # noqa: FBT001, FBT002 - pytest's signature
         """Remove an environment variable until the test ends."""
 
-    def setattr(self, target: object, name: str, value: object, raising: bool = True) -> None:  # noqa: FBT002
+    def setattr(self, target: object, name: str, value: object, raising: bool = True) -> None:  # noqa: FBT001, FBT002
         """Replace an attribute until the test ends."""
 
 
@@ -478,7 +478,7 @@ def _parse_secret_arg(text: str) -> tuple[str, str, bytes]:
 def main(argv: list[str] | None = None) -> int:
     """Run the server as a process: one JSON line on stdout when ready, stop on SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.harness.secret_manager",
+        prog="python -m devkit.secret_manager",
         description="Run a fake Secret Manager and GCE metadata server on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")

@@ -1,1 +1,0 @@
-"""Test infrastructure: a real etcd + kube-apiserver control plane built from source, and helpers."""
