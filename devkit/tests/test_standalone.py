@@ -18,6 +18,8 @@ import pytest
 
 from devkit import REPO_ROOT
 
+GIT = shutil.which("git") or "git"
+
 #: Runs pytest under an audit hook; prints one JSON line of what the hook saw.
 RUNNER = r"""
 import json, os, sys
@@ -47,7 +49,7 @@ print("AUDIT " + json.dumps({"code": int(code), "outside": sorted(outside), "sta
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tracked files (as they are in the working tree), copied into an empty temporary folder."""
     listing = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        [GIT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO_ROOT,
         capture_output=True,
         check=True,

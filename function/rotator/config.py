@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from rotator.errors import ConfigError
@@ -54,13 +55,17 @@ VARIABLES: Final = (
     "LOG_LEVEL",
 )
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_ALIAS_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+#: The limits the Terraform module checks too (``infra/modules/rotator/variables.tf`` reads the same file).
+LIMITS: Final[dict[str, Any]] = json.loads(Path(__file__).with_name("limits.json").read_text(encoding="utf-8"))
+
+_DNS_LABEL = re.compile(LIMITS["namespace"]["pattern"])
+_DNS_SUBDOMAIN = re.compile(LIMITS["secret_name"]["pattern"])
+_SECRET_NAME_MAX: Final[int] = LIMITS["secret_name"]["max_length"]
+_ALIAS_PREFIX = re.compile(LIMITS["token_alias_prefix"]["pattern"])
 _SECRET_VERSION = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)$")
 _REGISTRY_HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _URLSAFE_BASE64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
-_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_LEVELS: Final = tuple(LIMITS["log_levels"])
 
 
 @dataclass(frozen=True)
@@ -119,15 +124,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         registry_username=reader.required("REGISTRY_USERNAME"),
         secret_name=reader.secret_name(),
         namespaces=reader.namespaces(),
-        token_lifetime=timedelta(hours=reader.integer("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS, 1, 720)),
+        token_lifetime=timedelta(hours=reader.limited("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS)),
         alias_prefix=reader.alias_prefix(),
-        keep_previous_tokens=reader.integer("KEEP_PREVIOUS_TOKENS", DEFAULT_KEEP_PREVIOUS, 0, 20),
+        keep_previous_tokens=reader.limited("KEEP_PREVIOUS_TOKENS", DEFAULT_KEEP_PREVIOUS),
         kubeconfig=reader.kubeconfig(),
         kube_context=reader.optional("KUBE_CONTEXT"),
         secret_manager_endpoint=reader.url(
             "SECRET_MANAGER_ENDPOINT", reader.optional("SECRET_MANAGER_ENDPOINT") or DEFAULT_SECRET_MANAGER_ENDPOINT
         ),
-        max_parallel_writes=reader.integer("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES, 1, 128),
+        max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
         log_level=reader.log_level(),
     )
     if reader.problems:
@@ -176,15 +181,16 @@ class _Reader:
             return ""
         return value
 
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
+    def limited(self, name: str, default: int) -> int:
+        """A whole number within the bounds ``limits.json`` gives for ``name``."""
+        low, high = LIMITS[name.lower()]["min"], LIMITS[name.lower()]["max"]
         raw = self.optional(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
+        if not raw.isascii() or not raw.isdigit():
             self.problems[name] = f"must be a whole number from {low} to {high}, got {raw!r}"
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.problems[name] = f"must be from {low} to {high}, got {value}"
             return default
@@ -246,7 +252,7 @@ class _Reader:
 
     def secret_name(self) -> str:
         name = self.optional("TARGET_SECRET_NAME") or DEFAULT_SECRET_NAME
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):  # noqa: PLR2004 - Kubernetes' name limit
+        if len(name) > _SECRET_NAME_MAX or not _DNS_SUBDOMAIN.fullmatch(name):
             self.problems["TARGET_SECRET_NAME"] = f"must be a valid Kubernetes object name, got {name!r}"
         return name
 
@@ -257,7 +263,7 @@ class _Reader:
             return ()
         name, raw = found
         names = [part.strip() for part in raw.split(",") if part.strip()]
-        bad = [n for n in names if len(n) > 63 or not _DNS_LABEL.match(n)]  # noqa: PLR2004 - DNS label limit
+        bad = [n for n in names if not _DNS_LABEL.fullmatch(n)]
         if bad:
             self.problems[name] = f"not valid namespace names: {', '.join(repr(b) for b in bad)}"
         if not names:
@@ -269,7 +275,7 @@ class _Reader:
         if found is None:
             return DEFAULT_ALIAS_PREFIX
         name, prefix = found
-        if not _ALIAS_PREFIX.match(prefix):
+        if not _ALIAS_PREFIX.fullmatch(prefix):
             self.problems[name] = (
                 f"must be 1 to 40 lower-case letters, digits or '-', starting and ending alphanumeric; got {prefix!r}"
             )

@@ -1,4 +1,7 @@
 locals {
+  # The limits the function checks its settings against; the variables' validations use the same file.
+  limits = jsondecode(file("${path.module}/../../../function/rotator/limits.json"))
+
   function_dir      = coalesce(var.source_paths.function_dir, "${path.module}/../../../function")
   requirements_file = coalesce(var.source_paths.requirements_file, "${path.module}/../../../requirements.txt")
 

@@ -23,29 +23,31 @@ variable "config" {
   })
   nullable = false
 
+  # Bounds and patterns come from the function's own limits file (local.limits), so a value accepted here is
+  # never refused by the function at run time.
   validation {
-    condition     = length(var.config.target_namespaces) > 0 && alltrue([for ns in var.config.target_namespaces : can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns))])
+    condition     = length(var.config.target_namespaces) > 0 && alltrue([for ns in var.config.target_namespaces : can(regex(local.limits.namespace.pattern, ns))])
     error_message = "config.target_namespaces must hold at least one namespace, each a valid Kubernetes namespace name (DNS-1123 label)."
   }
   validation {
-    condition     = length(var.config.target_secret_name) <= 253 && can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", var.config.target_secret_name))
+    condition     = length(var.config.target_secret_name) <= local.limits.secret_name.max_length && can(regex(local.limits.secret_name.pattern, var.config.target_secret_name))
     error_message = "config.target_secret_name must be a valid Kubernetes secret name (DNS-1123 subdomain)."
   }
   validation {
-    condition     = var.config.token_expiration_hours >= 1 && var.config.token_expiration_hours <= 720 && floor(var.config.token_expiration_hours) == var.config.token_expiration_hours
-    error_message = "config.token_expiration_hours must be a whole number of hours between 1 and 720; keep it longer than the schedule's interval."
+    condition     = var.config.token_expiration_hours >= local.limits.token_expiration_hours.min && var.config.token_expiration_hours <= local.limits.token_expiration_hours.max && floor(var.config.token_expiration_hours) == var.config.token_expiration_hours
+    error_message = "config.token_expiration_hours must be a whole number of hours from ${local.limits.token_expiration_hours.min} to ${local.limits.token_expiration_hours.max}; keep it longer than the schedule's interval."
   }
   validation {
-    condition     = var.config.keep_previous_tokens >= 0 && var.config.keep_previous_tokens <= 10 && floor(var.config.keep_previous_tokens) == var.config.keep_previous_tokens
-    error_message = "config.keep_previous_tokens must be a whole number between 0 and 10."
+    condition     = var.config.keep_previous_tokens >= local.limits.keep_previous_tokens.min && var.config.keep_previous_tokens <= local.limits.keep_previous_tokens.max && floor(var.config.keep_previous_tokens) == var.config.keep_previous_tokens
+    error_message = "config.keep_previous_tokens must be a whole number from ${local.limits.keep_previous_tokens.min} to ${local.limits.keep_previous_tokens.max}."
   }
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,31}$", var.config.token_alias_prefix))
-    error_message = "config.token_alias_prefix must be 1-32 lower-case letters, digits or dashes, starting with a letter or digit."
+    condition     = can(regex(local.limits.token_alias_prefix.pattern, var.config.token_alias_prefix))
+    error_message = "config.token_alias_prefix must be 1-40 lower-case letters, digits or dashes, starting and ending with a letter or digit."
   }
   validation {
-    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.config.log_level)
-    error_message = "config.log_level must be one of DEBUG, INFO, WARNING, ERROR."
+    condition     = contains(local.limits.log_levels, var.config.log_level)
+    error_message = "config.log_level must be one of ${join(", ", local.limits.log_levels)}."
   }
   validation {
     condition     = startswith(var.config.crusoe_api_endpoint, "https://")
