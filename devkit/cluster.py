@@ -165,6 +165,39 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+
+
+def _issued(
+    ca: tuple[x509.Name, ec.EllipticCurvePrivateKey], subject: x509.Name, extensions: list[x509.ExtensionType]
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh P-256 key and a leaf certificate for it, signed by ``ca``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(
+        subject=subject,
+        public_key=key.public_key(),
+        issuer=ca[0],
+        issuer_key=ca[1],
+        is_ca=False,
+        extensions=extensions,
+    )
+    return cert, key
+
+
 def write_pki(pki: Path) -> Credentials:
     """Generate the CA, serving cert, admin client cert and service-account key pair into ``pki``.
 
@@ -173,52 +206,27 @@ def write_pki(pki: Path) -> Credentials:
     """
     pki.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccr-test-ca")])
+    ca_name = _name((NameOID.COMMON_NAME, "ccr-test-ca"))
     ca = _cert(
         subject=ca_name,
         public_key=ca_key.public_key(),
         issuer=ca_name,
         issuer_key=ca_key,
         is_ca=True,
-        extensions=[
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            )
-        ],
+        extensions=[_CA_USAGE],
     )
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving = _cert(
-        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-        public_key=serving_key.public_key(),
-        issuer=ca_name,
-        issuer_key=ca_key,
-        is_ca=False,
-        extensions=[
+    serving, serving_key = _issued(
+        (ca_name, ca_key),
+        _name((NameOID.COMMON_NAME, "kube-apiserver")),
+        [
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(LOOPBACK)), x509.DNSName("localhost")]),
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
         ],
     )
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin = _cert(
-        subject=x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
-            ]
-        ),
-        public_key=admin_key.public_key(),
-        issuer=ca_name,
-        issuer_key=ca_key,
-        is_ca=False,
-        extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])],
+    admin, admin_key = _issued(
+        (ca_name, ca_key),
+        _name((NameOID.ORGANIZATION_NAME, "system:masters"), (NameOID.COMMON_NAME, "admin")),
+        [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])],
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = serialization.Encoding.PEM
