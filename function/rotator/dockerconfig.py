@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from rotator.errors import SecretConflictError
+from rotator.secret import SecretStr
 
 DOCKERCONFIG_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIG_KEY: Final = ".dockerconfigjson"
@@ -24,11 +25,15 @@ REGISTRY: Final = ANNOTATION_PREFIX + "registry"
 
 @dataclass(frozen=True)
 class RegistryLogin:
-    """The entry the rotator owns inside ``.dockerconfigjson``."""
+    """The entry the rotator owns inside ``.dockerconfigjson``.
+
+    The password stays a :class:`SecretStr` (so ``repr``, logs and exceptions cannot show it) until
+    :func:`merged_dockerconfig` builds the bytes that are sent to the cluster.
+    """
 
     registry: str
     username: str
-    password: str
+    password: SecretStr
     alias: str
     expires_at: datetime
 
@@ -70,9 +75,10 @@ def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -
         SecretConflictError: the existing secret is of another type, or its content is not a docker config.
     """
     config = require_compatible(existing)
-    auth = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+    password = login.password.reveal()
+    auth = base64.b64encode(f"{login.username}:{password}".encode()).decode()
     auths = dict(config.get("auths", {}))
-    auths[login.registry] = {"username": login.username, "password": login.password, "auth": auth}
+    auths[login.registry] = {"username": login.username, "password": password, "auth": auth}
     return json.dumps({**config, "auths": auths}, separators=(",", ":"), sort_keys=True).encode()
 
 
