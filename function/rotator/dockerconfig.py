@@ -6,11 +6,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from rotator.errors import SecretConflictError
 from rotator.secret import SecretStr
+from rotator.signing import format_timestamp
 
 DOCKERCONFIG_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIG_KEY: Final = ".dockerconfigjson"
@@ -36,10 +37,6 @@ class RegistryLogin:
     password: SecretStr
     alias: str
     expires_at: datetime
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def require_compatible(existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,9 +94,9 @@ def apply_manifest(
         "namespace": namespace,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY},
         "annotations": {
-            ROTATED_AT: _stamp(rotated_at),
+            ROTATED_AT: format_timestamp(rotated_at),
             TOKEN_ALIAS: login.alias,
-            EXPIRES_AT: _stamp(login.expires_at),
+            EXPIRES_AT: format_timestamp(login.expires_at),
             REGISTRY: login.registry,
         },
     }

@@ -40,6 +40,7 @@ from rotator.dockerconfig import (
 from rotator.errors import CrusoeApiError, KubeError, RotatorError, SecretConflictError, http_status
 from rotator.retry import Backoff, call_with_retries
 from rotator.secret import SecretStr
+from rotator.signing import format_timestamp
 from rotator.tokens import ApiKey, new_alias, select_revocations
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class _Rotation:
             login = self.login = self._mint()
         except CrusoeApiError as exc:
             return Report(status="failed", namespaces=failures, error=exc.message, retryable=exc.retryable)
-        token = {"alias": login.alias, "expires_at": _stamp(login.expires_at)}
+        token = {"alias": login.alias, "expires_at": format_timestamp(login.expires_at)}
         log.info("minted registry token %s, expires %s", login.alias, token["expires_at"], extra=_alias(login.alias))
         results = _ordered(self.settings, workers.map(partial(self._write, login=login), readable) + failures)
         failed = [r for r in results if r.result == "failed"]
@@ -427,7 +428,3 @@ def log_summary(report: Report) -> None:
         )
     else:
         log.error("rotation failed: %s (%s)", report.error or "see namespaces", summary, extra={"fields": fields})
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
