@@ -268,6 +268,7 @@ class _Rotation:
     strays: list[str] = field(default_factory=list)
 
     def execute(self, workers: _Workers) -> Report:
+        """Read, mint, write, revoke: each step only when the one before left nothing to lose."""
         reads = _read_all(self.settings, self.cluster, workers)
         unreadable = _unreadable(self.settings, reads, dry_run=False)
         if unreadable is not None:
