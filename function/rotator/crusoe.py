@@ -1,38 +1,45 @@
 """Client for the few Crusoe Cloud API operations the rotator needs.
 
-Every request is signed (see :mod:`rotator.signing`) and has a timeout. GET and DELETE are retried on
-429, 5xx (but 501) and transport errors. Creating a token is retried only with a *new* alias each time:
-an attempt whose answer was lost may still have minted a token, and the caller revokes such strays by
-alias once the rotation succeeds.
+Every request is signed (see :mod:`rotator.signing`) and has a timeout. GET and DELETE go through the one
+retry loop (:func:`rotator.retry.call_with_retries`) with :func:`classify` deciding what is temporary.
+Creating a token is never retried here: an attempt whose answer was lost may still have minted a token, so
+only the caller may try again, with a *new* alias, and revoke such strays by alias once the rotation succeeds.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
 
 from rotator.config import StaticCredentials
-from rotator.errors import CrusoeApiError
-from rotator.retry import Backoff, parse_retry_after
+from rotator.errors import CrusoeApiError, RotatorError
+from rotator.retry import Backoff, call_with_retries, parse_retry_after
 from rotator.secret import SecretStr
 from rotator.signing import authorization, encode_query, format_timestamp, sign, signing_message
 from rotator.tokens import ApiKey
 
-log = logging.getLogger(__name__)
-
 TIMEOUT: Final = (5.0, 30.0)
-_NOT_RETRYABLE_5XX: Final = 501
 
 
-def _retryable_status(status: int) -> bool:
-    return status == 429 or (status >= 500 and status != _NOT_RETRYABLE_5XX)  # noqa: PLR2004
+def retryable_status(status: int | None) -> bool:
+    """Whether the same request may succeed later: no answer, 429, or a 5xx other than 501."""
+    if status is None:
+        return True
+    return status == HTTPStatus.TOO_MANY_REQUESTS or (
+        status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.NOT_IMPLEMENTED
+    )
+
+
+def classify(error: RotatorError) -> bool:
+    """The Crusoe client's retry rule for GET and DELETE (a POST is never retried, see the module docstring)."""
+    return isinstance(error, CrusoeApiError) and retryable_status(error.status)
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -67,7 +74,10 @@ class CrusoeClient:
         self._timeout = timeout
         self._clock = clock
         self._sleep = sleep
-        self.calls = 0
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
 
     def create_registry_token(self, alias: str, expires_at: datetime) -> SecretStr:
         """Mint a registry token (one attempt; see the module docstring for why)."""
@@ -105,7 +115,7 @@ class CrusoeClient:
         return [key for key in keys if key.usage == "registry" and key.key_id]
 
     def delete_key(self, key_id: str) -> None:
-        """Revoke a key; one that is already gone counts as revoked."""
+        """Revoke a key; one that is already gone (404) counts as revoked."""
         self._with_retries(
             "deleteLimitedUsageAPIKey",
             "DELETE",
@@ -124,21 +134,13 @@ class CrusoeClient:
         missing_ok: bool = False,
     ) -> requests.Response:
         query = list(query)
-        for attempt in range(self._backoff.attempts):
-            try:
-                return self._send(operation, method, path, query=query, missing_ok=missing_ok)
-            except _RetryError as failure:
-                if attempt + 1 == self._backoff.attempts:
-                    raise failure.error from None
-                delay = self._backoff.delay(attempt, failure.retry_after)
-                log.warning(
-                    "Crusoe API %s failed, retrying in %.1fs",
-                    operation,
-                    delay,
-                    extra={"fields": {"operation": operation, "attempt": attempt + 1, "error": failure.error.message}},
-                )
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_with_retries(
+            lambda _attempt: self._send(operation, method, path, query=query, missing_ok=missing_ok),
+            classify=classify,
+            backoff=self._backoff,
+            what=f"Crusoe API {operation}",
+            sleep=self._sleep,
+        )
 
     def _send(
         self,
@@ -150,6 +152,7 @@ class CrusoeClient:
         json_body: Mapping[str, Any] | None = None,
         missing_ok: bool = False,
     ) -> requests.Response:
+        """One signed request; a failure is a :class:`CrusoeApiError` (with the server's Retry-After)."""
         raw_query = encode_query(query)
         timestamp = format_timestamp(self._clock())
         full_path = self._prefix_path + path
@@ -162,20 +165,13 @@ class CrusoeClient:
             "Accept": "application/json",
         }
         url = self._endpoint + path + (f"?{raw_query}" if raw_query else "")
-        self.calls += 1
         try:
             response = self._session.request(method, url, headers=headers, json=json_body, timeout=self._timeout)
         except requests.RequestException as exc:
-            error = CrusoeApiError(operation, status=None, detail=type(exc).__name__, retryable=True)
-            if method == "POST":
-                raise error from None
-            raise _RetryError(error, None) from None
-        if response.ok or (missing_ok and response.status_code == 404):  # noqa: PLR2004
+            raise CrusoeApiError(operation, status=None, detail=type(exc).__name__, retryable=True) from None
+        if response.ok or (missing_ok and response.status_code == HTTPStatus.NOT_FOUND):
             return response
-        error = self._error(operation, response)
-        if method != "POST" and error.retryable:
-            raise _RetryError(error, parse_retry_after(response.headers.get("Retry-After")))
-        raise error
+        raise self._error(operation, response)
 
     @staticmethod
     def _error(operation: str, response: requests.Response) -> CrusoeApiError:
@@ -190,14 +186,15 @@ class CrusoeClient:
         detail = message or response.reason or "error"
         if code and code != str(response.status_code):
             detail = f"{code}: {detail}"
-        if response.status_code == 401:  # noqa: PLR2004
+        if response.status_code == HTTPStatus.UNAUTHORIZED:
             detail += " (check the access key id and secret key, and that this machine's clock is right)"
         return CrusoeApiError(
             operation,
             status=response.status_code,
             detail=detail,
             error_id=error_id,
-            retryable=_retryable_status(response.status_code),
+            retryable=retryable_status(response.status_code),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
     @staticmethod
@@ -211,12 +208,3 @@ class CrusoeClient:
                 operation, status=response.status_code, detail="the answer is not a JSON object", retryable=True
             )
         return body
-
-
-class _RetryError(Exception):
-    """Internal: a failure worth another try, with the server's Retry-After if it gave one."""
-
-    def __init__(self, error: CrusoeApiError, retry_after: float | None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.retry_after = retry_after

@@ -6,10 +6,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from rotator.errors import SecretConflictError
+from rotator.secret import SecretStr
+from rotator.signing import format_timestamp
 
 DOCKERCONFIG_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIG_KEY: Final = ".dockerconfigjson"
@@ -24,17 +26,17 @@ REGISTRY: Final = ANNOTATION_PREFIX + "registry"
 
 @dataclass(frozen=True)
 class RegistryLogin:
-    """The entry the rotator owns inside ``.dockerconfigjson``."""
+    """The entry the rotator owns inside ``.dockerconfigjson``.
+
+    The password stays a :class:`SecretStr` (so ``repr``, logs and exceptions cannot show it) until
+    :func:`merged_dockerconfig` builds the bytes that are sent to the cluster.
+    """
 
     registry: str
     username: str
-    password: str
+    password: SecretStr
     alias: str
     expires_at: datetime
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def require_compatible(existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,9 +72,10 @@ def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -
         SecretConflictError: the existing secret is of another type, or its content is not a docker config.
     """
     config = require_compatible(existing)
-    auth = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+    password = login.password.reveal()
+    auth = base64.b64encode(f"{login.username}:{password}".encode()).decode()
     auths = dict(config.get("auths", {}))
-    auths[login.registry] = {"username": login.username, "password": login.password, "auth": auth}
+    auths[login.registry] = {"username": login.username, "password": password, "auth": auth}
     return json.dumps({**config, "auths": auths}, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -91,9 +94,9 @@ def apply_manifest(
         "namespace": namespace,
         "labels": {MANAGED_BY_LABEL: MANAGED_BY},
         "annotations": {
-            ROTATED_AT: _stamp(rotated_at),
+            ROTATED_AT: format_timestamp(rotated_at),
             TOKEN_ALIAS: login.alias,
-            EXPIRES_AT: _stamp(login.expires_at),
+            EXPIRES_AT: format_timestamp(login.expires_at),
             REGISTRY: login.registry,
         },
     }

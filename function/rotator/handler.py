@@ -6,19 +6,23 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from http import HTTPStatus
+from typing import Any, Final, Literal
 
 import flask
 
 from rotator import logs
 from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
-from rotator.errors import BadRequestError, RotatorError
-from rotator.rotation import Report, Rotation
+from rotator.errors import BadRequestError, RotatorError, http_status
+from rotator.rotation import plan, rotate, status
 
 log = logging.getLogger(__name__)
 
 _ALLOWED_FIELDS: Final = {"dry_run"}
+_ALLOWED_METHODS: Final = ("GET", "POST")
+
+Operation = Literal["status", "plan", "rotate"]
 
 
 def parse_body(raw: bytes) -> bool:
@@ -44,14 +48,19 @@ def parse_body(raw: bytes) -> bool:
     return dry_run
 
 
-def _answer(body: Mapping[str, Any], status: int, **headers: str) -> flask.Response:
+def _answer(body: Mapping[str, Any], status: HTTPStatus, **headers: str) -> flask.Response:
     response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
     response.headers.update(headers)
     return response
 
 
-def _status_for(error: RotatorError) -> int:
-    return 503 if error.retryable else 500
+def _failed(error: RotatorError) -> flask.Response:
+    """The answer to a request that ended in an error instead of a report: status from :func:`http_status`."""
+    if isinstance(error, BadRequestError):
+        log.warning("bad request: %s", error.message)
+    else:
+        log.error("%s", error.message, extra={"fields": {"retryable": error.retryable}})
+    return _answer({"status": "failed", "error": error.message}, http_status(error))
 
 
 class Handler:
@@ -78,39 +87,21 @@ class Handler:
             logs.unbind(token)
 
     def _dispatch(self, request: flask.Request) -> flask.Response:
-        if request.method not in {"GET", "POST"}:
+        if request.method not in _ALLOWED_METHODS:
             return _answer(
                 {"error": f"method {request.method} is not allowed; use POST to rotate, GET for status"},
-                405,
-                Allow="GET, POST",
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                Allow=", ".join(_ALLOWED_METHODS),
             )
-        if request.method == "POST":
-            try:
-                dry_run = parse_body(request.get_data())
-            except BadRequestError as exc:
-                log.warning("bad request: %s", exc)
-                return _answer({"status": "failed", "error": str(exc)}, 400)
         try:
+            operation = _operation(request)
             settings = self._load_settings()
-            clients = self._connector(settings, with_registry=request.method == "POST" and not dry_run)
+            clients = self._connector(settings, with_registry=operation == "rotate")
         except RotatorError as exc:
-            log.error("%s", exc.message, extra={"fields": {"retryable": exc.retryable}})  # noqa: TRY400 - no traceback: it could quote a secret
-            return _answer({"status": "failed", "error": exc.message}, _status_for(exc))
-        rotation = Rotation(settings, clients.crusoe, clients.kube)
+            return _failed(exc)
         try:
-            if request.method == "GET":
-                return _answer(
-                    {
-                        "namespaces": rotation.status(),
-                        "secret_name": settings.secret_name,
-                        "registry": settings.registry,
-                    },
-                    200,
-                )
-            report = rotation.run(dry_run=dry_run)
-            return _answer(report.to_json(), _report_status(report))
+            return _perform(operation, settings, clients)
         finally:
-            rotation.close()
             clients.close()
 
     def _load_settings(self) -> Settings:
@@ -120,10 +111,28 @@ class Handler:
         return self._settings
 
 
-def _report_status(report: Report) -> int:
-    if report.status == "ok":
-        return 200
-    return 503 if report.retryable else 500
+def _operation(request: flask.Request) -> Operation:
+    """GET is status; POST rotates, or plans when its body asks for a dry run."""
+    if request.method == "GET":
+        return "status"
+    return "plan" if parse_body(request.get_data()) else "rotate"
+
+
+def _perform(operation: Operation, settings: Settings, clients: Clients) -> flask.Response:
+    """Run one operation with clients that are ready (every failure from here on is in the answer's body)."""
+    if operation == "status":
+        namespaces = status(settings, clients.kube)
+        return _answer(
+            {"namespaces": namespaces, "secret_name": settings.secret_name, "registry": settings.registry},
+            HTTPStatus.OK,
+        )
+    if operation == "plan":
+        report = plan(settings, clients.kube)
+    elif clients.crusoe is None:  # connect() builds one whenever it is asked with_registry
+        return _failed(RotatorError("no Crusoe API client was built for the rotation"))
+    else:
+        report = rotate(settings, clients.crusoe, clients.kube)
+    return _answer(report.to_json(), report.http_status())
 
 
 def default_handler() -> Handler:

@@ -10,20 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import time
 import tomllib
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Final, Protocol
 
 import google_crc32c
 import requests
 
 from rotator.config import CredentialsSource, KubeconfigSource, LocalFile, StaticCredentials, check_secret_key
-from rotator.errors import SecretStoreError
-from rotator.retry import Backoff, parse_retry_after
+from rotator.errors import ApiError, RotatorError, SecretStoreError
+from rotator.retry import Backoff, call_with_retries, parse_retry_after
 from rotator.secret import SecretStr
-
-log = logging.getLogger(__name__)
 
 TIMEOUT: Final = (5.0, 20.0)
 SCOPES: Final = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -37,61 +36,76 @@ class SecretReader(Protocol):
         ...
 
 
-class SecretManager:
-    """``projects.secrets.versions.access`` over REST with an authorised session."""
+def _temporary(status: int | None) -> bool:
+    """No answer, 429 or any 5xx: the same read may succeed on another try."""
+    return status is None or status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, endpoint: str, session: requests.Session, *, backoff: Backoff = Backoff()) -> None:
+
+def classify(error: RotatorError) -> bool:
+    """Secret Manager's retry rule (pure): an :class:`ApiError` with a temporary status."""
+    return isinstance(error, ApiError) and _temporary(error.status)
+
+
+class SecretManager:
+    """``projects.secrets.versions.access`` over REST with an authorised session.
+
+    Inside the retry loop a failed read is an :class:`ApiError` (the one error shape with a status and a
+    Retry-After); what leaves :meth:`access` is a :class:`SecretStoreError`, like every other secret failure.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        session: requests.Session,
+        *,
+        backoff: Backoff = Backoff(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._endpoint = endpoint.rstrip("/")
         self._session = session
         self._backoff = backoff
+        self._sleep = sleep
 
     def access(self, version_name: str) -> bytes:
-        """Fetch and verify a secret version's payload."""
-        url = f"{self._endpoint}/v1/{version_name}:access"
-        for attempt in range(self._backoff.attempts):
-            last = attempt + 1 == self._backoff.attempts
-            try:
-                response = self._session.get(url, timeout=TIMEOUT)
-            except requests.RequestException as exc:
-                if last:
-                    raise SecretStoreError(
-                        f"cannot reach Secret Manager for {version_name}: {type(exc).__name__}", retryable=True
-                    ) from None
-                self._wait(attempt, None, version_name, type(exc).__name__)
-                continue
-            if response.status_code == 429 or response.status_code >= 500:  # noqa: PLR2004
-                if last:
-                    raise SecretStoreError(
-                        f"Secret Manager answered HTTP {response.status_code} for {version_name}", retryable=True
-                    )
-                self._wait(
-                    attempt,
-                    parse_retry_after(response.headers.get("Retry-After")),
-                    version_name,
-                    f"HTTP {response.status_code}",
-                )
-                continue
-            return self._payload(response, version_name)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Fetch and verify a secret version's payload, retrying what :func:`classify` calls temporary."""
+        try:
+            response = call_with_retries(
+                lambda _attempt: self._get(version_name),
+                classify=classify,
+                backoff=self._backoff,
+                what=f"reading {version_name} from Secret Manager",
+                sleep=self._sleep,
+            )
+        except ApiError as exc:
+            raise SecretStoreError(exc.message, retryable=exc.retryable) from None
+        return self._payload(response, version_name)
 
-    def _wait(self, attempt: int, retry_after: float | None, version_name: str, why: str) -> None:
-        delay = self._backoff.delay(attempt, retry_after)
-        log.warning(
-            "Secret Manager read failed (%s), retrying in %.1fs",
-            why,
-            delay,
-            extra={"fields": {"secret_version": version_name}},
-        )
-        time.sleep(delay)
+    def _get(self, version_name: str) -> requests.Response:
+        """One read; a temporary failure is an :class:`ApiError` carrying the server's Retry-After."""
+        try:
+            response = self._session.get(f"{self._endpoint}/v1/{version_name}:access", timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise ApiError(
+                f"cannot reach Secret Manager for {version_name}: {type(exc).__name__}", status=None, retryable=True
+            ) from None
+        status = response.status_code
+        if _temporary(status):
+            raise ApiError(
+                f"Secret Manager answered HTTP {status} for {version_name}",
+                status=status,
+                retryable=True,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return response
 
     @staticmethod
     def _payload(response: requests.Response, version_name: str) -> bytes:
-        if response.status_code in {401, 403}:
+        if response.status_code in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
             raise SecretStoreError(
                 f"no permission to read {version_name} (HTTP {response.status_code}): grant the function's "
                 "service account roles/secretmanager.secretAccessor on that secret",
             )
-        if response.status_code == 404:  # noqa: PLR2004
+        if response.status_code == HTTPStatus.NOT_FOUND:
             raise SecretStoreError(
                 f"{version_name} does not exist: create the secret and add a version (see the README)"
             )

@@ -13,7 +13,7 @@ from rotator.config import load_settings
 from rotator.crusoe import CrusoeClient
 from rotator.kube import KubeClient
 from rotator.kubeconfig import parse_kubeconfig
-from rotator.rotation import Rotation
+from rotator.rotation import rotate
 from rotator.secret import SecretStr
 
 from tests.integration.conftest import ACCESS_KEY_ID, REGISTRY, SECRET_KEY, USERNAME
@@ -362,11 +362,10 @@ def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tm
     )
     cluster = ChangesBeforeFirstWrite(kube, someone_adds_a_registry)
     registry = CrusoeClient(settings.api_endpoint, settings.credentials, requests.Session())
-    rotation = Rotation(settings, registry, cluster)
     try:
-        report = rotation.run()
+        report = rotate(settings, registry, cluster)
     finally:
-        rotation.close()
+        registry.close()
         kube.close()
     assert report.status == "ok", report.to_json()
     assert cluster.writes == 2  # the first write met a 409, the second was merged from a fresh read

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from rotator.config import StaticCredentials
-from rotator.crusoe import CrusoeClient
-from rotator.errors import CrusoeApiError
+from rotator.crusoe import CrusoeClient, classify, retryable_status
+from rotator.errors import CrusoeApiError, RotatorError
 from rotator.retry import Backoff
 from rotator.secret import SecretStr
 
@@ -178,3 +178,33 @@ def test_a_timed_out_post_may_have_minted_and_is_reported_retryable_without_a_re
     assert caught.value.status is None
     assert sleeps == []
     assert [k.alias for k in emulator.tokens()] == ["a-20261128T000000Z-abcdef"]  # the stray the rotation revokes
+
+
+def test_delete_of_an_already_gone_key_counts_as_revoked(crusoe, emulator, sleeps):
+    crusoe.delete_key("no-such-key+id/")
+    assert [r.status for r in emulator.requests] == [404]
+    assert sleeps == []
+
+
+def test_an_error_carries_the_servers_retry_after(crusoe, emulator):
+    emulator.inject("getLimitedUsageAPIKeys", status=429, retry_after=7, times=5)
+    with pytest.raises(CrusoeApiError) as caught:
+        crusoe.list_registry_tokens()
+    assert caught.value.retry_after == 7
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [
+        *[(None, True), (429, True), (500, True), (502, True), (503, True), (504, True)],
+        *[(501, False), (400, False), (401, False), (403, False), (404, False), (409, False)],
+    ],
+)
+def test_classify_retries_only_temporary_failures(status, retried):
+    error = CrusoeApiError("getLimitedUsageAPIKeys", status=status, detail="x", retryable=retryable_status(status))
+    assert classify(error) is retried
+    assert error.retryable is retried
+
+
+def test_classify_ignores_errors_of_other_clients():
+    assert not classify(RotatorError("not an API answer", retryable=True))

@@ -3,6 +3,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from rotator import logs
 from rotator.dockerconfig import (
     DOCKERCONFIG_TYPE,
     EXPIRES_AT,
@@ -13,11 +14,16 @@ from rotator.dockerconfig import (
     describe,
     merged_dockerconfig,
 )
-from rotator.errors import SecretConflictError
+from rotator.errors import RotatorError, SecretConflictError
+from rotator.secret import SecretStr
 
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 LOGIN = RegistryLogin(
-    REGISTRY, "ops@example.com", "tok-new", "ccr-rotator-20261128T120000Z-abcdef", datetime(2026, 11, 29, tzinfo=UTC)
+    REGISTRY,
+    "ops@example.com",
+    SecretStr("tok-new"),
+    "ccr-rotator-20261128T120000Z-abcdef",
+    datetime(2026, 11, 29, tzinfo=UTC),
 )
 
 
@@ -108,3 +114,20 @@ def test_describe_reports_annotations_not_data():
     assert report["token_alias"] == "a1"
     assert "tok-old" not in json.dumps(report)
     assert describe(None, REGISTRY) == {"exists": False}
+
+
+def test_registry_login_never_shows_its_token(capsys):
+    token = "ccr-token-0123456789abcdef"
+    login = RegistryLogin(REGISTRY, "ops@example.com", SecretStr(token), LOGIN.alias, LOGIN.expires_at)
+    logger = logs.configure("INFO")
+    logger.info("login %r", login)
+    logger.info("login %s", login, extra={"fields": {"login": login}})
+    logger.info("quoted by mistake: %s", login.password.reveal())
+    error = RotatorError(f"could not write {login}")
+    lines = capsys.readouterr().out.splitlines()
+    assert token not in repr(login)
+    assert token not in str(error)
+    assert len(lines) == 3
+    assert all(token not in line for line in lines)
+    assert "[REDACTED]" in lines[2]
+    assert json.loads(merged_dockerconfig(None, login))["auths"][REGISTRY]["password"] == token

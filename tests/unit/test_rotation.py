@@ -1,0 +1,416 @@
+"""The rotation's safety contract, proven with in-memory fakes of the Registry and Cluster protocols."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rotator import logs
+from rotator.config import load_settings
+from rotator.dockerconfig import EXPIRES_AT, MANAGED_BY_LABEL, REGISTRY, ROTATED_AT, TOKEN_ALIAS
+from rotator.errors import CrusoeApiError, KubeError
+from rotator.retry import Backoff
+from rotator.rotation import plan, rotate, status
+
+from tests.unit.fakes import FakeCluster, FakeRegistry, Journal, pull_secret
+
+HOST = "registry.us-east1-a.ccr.crusoecloudcompute.com"
+NAMESPACES = ["web", "ml", "batch"]
+NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+OLD = [f"ccr-rotator-202611{day:02d}T000000Z-0{day:05x}" for day in (20, 21, 22)]  # oldest first
+
+
+def settings(namespaces=NAMESPACES, **env):
+    return load_settings(
+        {
+            "CRUSOE_ACCESS_KEY": "key-id",
+            "CRUSOE_SECRET_KEY": "c2VjcmV0LWtleS0xMjM0NTY3OA",
+            "REGISTRY_URL": HOST,
+            "REGISTRY_USERNAME": "ops@example.com",
+            "TARGET_NAMESPACES": ",".join(namespaces),
+            "KUBECONFIG": "/nowhere/kubeconfig",
+            **env,
+        }
+    )
+
+
+class World:
+    """The fakes one test drives, and the rotation run against them."""
+
+    def __init__(self):
+        self.journal = Journal()
+        self.registry = FakeRegistry(self.journal)
+        self.cluster = FakeCluster(self.journal)
+        self.sleeps = []
+        self.mint_backoff = Backoff(attempts=3, base_seconds=0.5)
+
+    def rotate(self, config=None, **env):
+        config = config or settings(**env)
+        return rotate(
+            config,
+            self.registry,
+            self.cluster,
+            clock=lambda: NOW,
+            mint_backoff=self.mint_backoff,
+            sleep=self.sleeps.append,
+        )
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+def api_error(status, *, retryable=None, retry_after=None, operation="createCcrToken"):
+    retryable = status is None or status == 429 or status >= 500 if retryable is None else retryable
+    return CrusoeApiError(operation, status=status, detail="x", retryable=retryable, retry_after=retry_after)
+
+
+def kube_error(status, retryable):
+    return KubeError(f"HTTP {status}", status=status, retryable=retryable)
+
+
+def deliver(world, alias, namespaces=NAMESPACES):
+    """Secrets that hold the token ``alias``, as an earlier run left them."""
+    for namespace in namespaces:
+        world.cluster.put(namespace, pull_secret({HOST: {"auth": "b2xkOm9sZA=="}}, alias=alias))
+
+
+# -- the safety order ------------------------------------------------------------------------------------------
+
+
+def test_rotate_reads_then_mints_then_writes_then_revokes(world):
+    world.registry.seed(OLD[0])
+    deliver(world, OLD[0])
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    assert report.status == "ok", report.to_json()
+    assert world.journal.kinds() == ["read", "mint", "write", "list", "revoke"]
+    assert sorted(world.journal.of("read")) == sorted(NAMESPACES)
+    assert sorted(world.journal.of("write")) == sorted(NAMESPACES)
+    assert report.revoked == [OLD[0]]
+    assert [n.result for n in report.namespaces] == ["updated"] * 3
+    assert [n.namespace for n in report.namespaces] == NAMESPACES
+    token = world.registry.minted[0].token
+    assert all(world.cluster.dockerconfig(ns)["auths"][HOST]["password"] == token for ns in NAMESPACES)
+    assert report.http_status() == 200
+
+
+def test_rotate_mints_nothing_when_no_namespace_is_readable(world):
+    for namespace in NAMESPACES:
+        world.cluster.read_failures[namespace] = kube_error(403, retryable=False)
+    report = world.rotate()
+    assert report.status == "failed"
+    assert "no token was minted" in report.error
+    assert world.journal.of("mint") == []
+    assert world.journal.of("write") == []
+    assert [n.result for n in report.namespaces] == ["failed"] * 3
+    assert report.http_status() == 500
+
+
+def test_rotate_mints_nothing_when_the_only_secret_has_the_wrong_type():
+    world = World()
+    world.cluster.put("web", {"type": "Opaque", "data": {"keep": "bWU="}})
+    report = world.rotate(settings(["web"]))
+    assert report.status == "failed"
+    assert "'Opaque'" in report.namespaces[0].error
+    assert world.journal.of("mint") == []
+    assert world.journal.of("write") == []
+
+
+def test_rotate_leaves_a_wrong_type_secret_alone_and_revokes_nothing(world):
+    world.cluster.put("ml", {"type": "Opaque", "data": {"keep": "bWU="}})
+    world.registry.seed(OLD[0])
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    results = {n.namespace: n for n in report.namespaces}
+    assert results["ml"].result == "failed"
+    assert (results["web"].result, results["batch"].result) == ("created", "created")
+    assert "ml" not in world.journal.of("write")
+    assert world.cluster.secrets["ml"]["type"] == "Opaque"
+    assert report.revoked == []
+    assert world.journal.of("revoke") == []
+
+
+def test_rotate_revokes_nothing_when_any_write_failed(world):
+    world.registry.seed(OLD[0])
+    world.cluster.write_failures["ml"] = kube_error(403, retryable=False)
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    assert report.status == "failed"
+    assert report.token is not None
+    assert "1 of 3 namespaces" in report.error
+    assert "nothing was revoked" in report.error
+    assert world.journal.of("list") == []
+    assert world.journal.of("revoke") == []
+    assert OLD[0] in world.registry.aliases()
+
+
+@pytest.mark.parametrize(
+    ("failures", "retryable", "http"),
+    [
+        ({"web": kube_error(503, retryable=True), "ml": kube_error(500, retryable=True)}, True, 503),
+        ({"web": kube_error(503, retryable=True), "ml": kube_error(403, retryable=False)}, False, 500),
+        ({"web": kube_error(403, retryable=False)}, False, 500),
+    ],
+)
+def test_rotate_is_retryable_only_when_every_failure_is(world, failures, retryable, http):
+    world.cluster.write_failures.update(failures)
+    report = world.rotate()
+    assert report.retryable is retryable
+    assert report.http_status() == http
+
+
+@pytest.mark.parametrize(
+    ("failures", "retryable"),
+    [
+        ([kube_error(503, retryable=True), kube_error(503, retryable=True), kube_error(500, retryable=True)], True),
+        ([kube_error(503, retryable=True), kube_error(403, retryable=False), kube_error(503, retryable=True)], False),
+    ],
+)
+def test_unreadable_cluster_is_retryable_only_when_every_read_failure_is(world, failures, retryable):
+    world.cluster.read_failures.update(dict(zip(NAMESPACES, failures, strict=True)))
+    assert world.rotate().retryable is retryable
+
+
+# -- minting -----------------------------------------------------------------------------------------------------
+
+
+def test_rotate_retries_lost_mint_answers_with_new_aliases_and_revokes_the_strays(world):
+    world.registry.mint_failures = [(api_error(503), True), (api_error(200, retryable=True), True)]
+    report = world.rotate()
+    assert report.status == "ok", report.to_json()
+    tried = world.journal.of("mint")
+    assert len(tried) == 3
+    assert len(set(tried)) == 3  # a fresh alias for every try
+    assert report.token["alias"] == tried[2]
+    assert sorted(report.revoked) == sorted(tried[:2])
+    assert world.registry.aliases() == {tried[2]}
+    assert len(world.sleeps) == 2
+    assert all(0 <= s <= 1.0 for s in world.sleeps)
+
+
+def test_rotate_honours_retry_after_when_minting_is_throttled(world):
+    world.registry.mint_failures = [(api_error(429, retry_after=2.0), False)]
+    report = world.rotate()
+    assert report.status == "ok"
+    assert world.sleeps == [2.0]
+    assert report.revoked == []
+
+
+def test_rotate_gives_up_minting_after_the_backoffs_attempts_and_writes_nothing(world):
+    world.registry.mint_failures = [(api_error(503), True)] * 3
+    report = world.rotate()
+    assert report.status == "failed"
+    assert "createCcrToken" in report.error
+    assert report.http_status() == 503
+    assert len(world.journal.of("mint")) == 3
+    assert world.journal.of("write") == []
+    assert world.journal.of("revoke") == []
+
+
+def test_rotate_mints_with_the_given_backoff(world):
+    world.mint_backoff = Backoff(attempts=2, base_seconds=0.001, cap_seconds=0.001)
+    world.registry.mint_failures = [(api_error(503), True)] * 2
+    report = world.rotate()
+    assert report.status == "failed"
+    assert len(world.journal.of("mint")) == 2
+    assert len(world.sleeps) == 1
+    assert world.sleeps[0] <= 0.001
+
+
+def test_rotate_does_not_retry_a_permanent_mint_failure(world):
+    world.registry.mint_failures = [(api_error(401), False)]
+    report = world.rotate()
+    assert report.http_status() == 500
+    assert len(world.journal.of("mint")) == 1
+    assert world.sleeps == []
+
+
+def test_token_expiration_hours_sets_expires_at(world):
+    report = world.rotate(TOKEN_EXPIRATION_HOURS="5")
+    assert world.registry.minted[0].expires_at == NOW + timedelta(hours=5)
+    assert report.token["expires_at"] == "2026-11-28T11:00:00Z"
+    annotations = world.cluster.secrets["web"]["metadata"]["annotations"]
+    assert annotations[EXPIRES_AT] == "2026-11-28T11:00:00Z"
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def test_rotate_writes_the_rotated_at_registry_and_alias_annotations_and_the_label(world):
+    report = world.rotate()
+    for namespace in NAMESPACES:
+        metadata = world.cluster.secrets[namespace]["metadata"]
+        assert metadata["annotations"][ROTATED_AT] == "2026-11-28T06:00:00Z"
+        assert metadata["annotations"][REGISTRY] == HOST
+        assert metadata["annotations"][TOKEN_ALIAS] == report.token["alias"]
+        assert metadata["labels"] == {MANAGED_BY_LABEL: "ccr-pull-secret-rotator"}
+
+
+def test_rotate_writes_namespaces_concurrently():
+    namespaces = ["a", "b", "c", "d"]
+    world = World()
+    world.cluster.gate = threading.Barrier(len(namespaces), timeout=10)  # breaks if written one at a time
+    report = world.rotate(settings(namespaces))
+    assert report.status == "ok"
+    assert not world.cluster.gate.broken
+    assert world.cluster.peak == len(namespaces)
+
+
+def test_max_parallel_writes_bounds_the_writes_in_flight():
+    namespaces = [f"team-{i}" for i in range(8)]
+    world = World()
+    world.cluster.gate = threading.Barrier(2, timeout=10)  # two at a time must be possible
+    report = world.rotate(settings(namespaces, MAX_PARALLEL_WRITES="2"))
+    assert report.status == "ok"
+    assert not world.cluster.gate.broken
+    assert world.cluster.peak == 2
+
+
+def test_rotate_merges_again_after_a_conflicting_edit(world):
+    world.cluster.put("web", pull_secret({}))
+    world.cluster.edits["web"] = pull_secret({"quay.io": {"auth": "dTpw"}})
+    report = world.rotate()
+    assert report.status == "ok", report.to_json()
+    assert len(world.cluster.manifests["web"]) == 2
+    assert set(world.cluster.dockerconfig("web")["auths"]) == {"quay.io", HOST}
+
+
+def test_rotate_gives_up_on_a_namespace_that_keeps_conflicting(world):
+    world.cluster.write_failures["web"] = kube_error(409, retryable=True)
+    report = world.rotate()
+    assert report.namespaces[0].result == "failed"
+    assert len(world.cluster.manifests["web"]) == 4
+    assert report.retryable
+
+
+# -- revoking ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("keep", "survivors"), [(0, set()), (1, {OLD[2]}), (2, {OLD[1], OLD[2]}), (5, set(OLD))])
+def test_keep_previous_tokens_decides_what_survives(world, keep, survivors):
+    for day, alias in enumerate(OLD):
+        world.registry.seed(alias, created_at=NOW - timedelta(days=10 - day))
+    deliver(world, OLD[2])
+    report = world.rotate(KEEP_PREVIOUS_TOKENS=str(keep))
+    assert world.registry.aliases() == survivors | {report.token["alias"]}
+    assert set(report.revoked) == set(OLD) - survivors
+
+
+def test_rotate_spares_tokens_that_are_not_its_own(world):
+    foreign = [world.registry.seed("someone-elses"), world.registry.seed("ccr-rotator-manual")]
+    world.registry.seed(OLD[0], usage="inference")
+    world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    assert {key.alias for key in foreign} | {OLD[0]} <= world.registry.aliases()
+
+
+def test_rotate_uses_the_delivered_aliases_to_revoke_a_token_that_was_never_written(world):
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=8))
+    world.registry.seed(OLD[1], created_at=NOW - timedelta(days=7))  # minted by a run that stopped before writing
+    deliver(world, OLD[0])
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="1")
+    assert report.revoked == [OLD[1]]
+    assert OLD[0] in world.registry.aliases()  # the delivered token keeps its grace window
+
+
+def test_a_failed_token_listing_is_a_warning_not_a_failure(world):
+    world.registry.list_failure = api_error(503, operation="getLimitedUsageAPIKeys")
+    report = world.rotate()
+    assert report.status == "ok"
+    assert report.http_status() == 200
+    assert report.revoked == []
+    assert "not revoked this time" in report.warnings[0]
+    assert "warnings" in report.to_json()
+
+
+def test_one_failed_revocation_does_not_stop_the_others(world):
+    keys = [world.registry.seed(alias, created_at=NOW - timedelta(days=9 - i)) for i, alias in enumerate(OLD)]
+    world.registry.revoke_failures[keys[1].key_id] = api_error(500, operation="deleteLimitedUsageAPIKey")
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    assert report.status == "ok"
+    assert sorted(report.revoked) == [OLD[0], OLD[2]]
+    assert len(report.warnings) == 1
+    assert OLD[1] in report.warnings[0]
+    assert len(world.journal.of("revoke")) == 3
+
+
+# -- dry run and status ------------------------------------------------------------------------------------------
+
+
+def test_plan_says_would_update_for_existing_and_would_create_for_absent(world):
+    world.cluster.put("ml", pull_secret({}))
+    report = plan(settings(), world.cluster)
+    assert report.to_json()["dry_run"] is True
+    assert [(n.namespace, n.result) for n in report.namespaces] == [
+        ("web", "would-create"),
+        ("ml", "would-update"),
+        ("batch", "would-create"),
+    ]
+    assert report.status == "ok"
+    assert report.token is None
+    assert set(world.journal.kinds()) == {"read"}
+
+
+def test_plan_reports_namespaces_that_cannot_be_written(world):
+    world.cluster.read_failures["ml"] = kube_error(503, retryable=True)
+    world.cluster.put("batch", {"type": "Opaque"})
+    report = plan(settings(), world.cluster)
+    assert [n.result for n in report.namespaces] == ["would-create", "failed", "failed"]
+    assert report.status == "failed"
+    assert report.http_status() == 500  # the wrong-type secret will not go away by itself
+    assert set(world.journal.kinds()) == {"read"}
+
+
+def test_status_reports_read_errors_per_namespace_instead_of_raising(world):
+    world.cluster.read_failures["ml"] = kube_error(403, retryable=False)
+    answer = status(settings(), world.cluster)
+    assert [entry["namespace"] for entry in answer] == NAMESPACES
+    assert answer[1] == {"namespace": "ml", "error": "HTTP 403"}
+    assert answer[0]["exists"] is False
+
+
+def test_status_claims_no_registry_entry_or_ownership_that_is_not_there(world):
+    world.cluster.put("web", pull_secret({"ghcr.io": {"auth": "eDp5"}}))
+    world.cluster.put("ml", {**pull_secret({HOST: {"auth": "eDp5"}}), "type": "Opaque"})
+    world.cluster.put("batch", pull_secret({HOST: {"auth": "eDp5"}}))
+    world.cluster.secrets["batch"]["metadata"]["labels"] = {MANAGED_BY_LABEL: "helm"}
+    answer = {entry["namespace"]: entry for entry in status(settings(), world.cluster)}
+    assert [answer[ns]["registry_entry"] for ns in NAMESPACES] == [False, False, True]
+    assert [answer[ns]["managed"] for ns in NAMESPACES] == [False, False, False]
+    assert world.journal.of("write") == []
+
+
+def test_status_after_a_rotation_shows_the_entry_the_owner_and_the_alias(world):
+    alias = world.rotate().token["alias"]
+    answer = status(settings(), world.cluster)
+    assert all(e["registry_entry"] and e["managed"] and e["token_alias"] == alias for e in answer)
+
+
+# -- the token stays secret --------------------------------------------------------------------------------------
+
+
+def test_the_minted_token_is_redacted_from_every_log_line_of_the_run(world, capsys):
+    logger = logs.configure("DEBUG")
+
+    def careless_write(manifest):
+        config = json.loads(base64.b64decode(manifest["data"][".dockerconfigjson"]))
+        logger.error("quoting the token by mistake: %s", config["auths"][HOST]["password"])
+
+    world.cluster.on_write = careless_write
+    report = world.rotate()
+    token = world.registry.minted[0].token
+    lines = capsys.readouterr().out.splitlines()
+    assert any("quoting the token by mistake: [REDACTED]" in line for line in lines)
+    assert all(token not in line for line in lines)
+    assert token not in json.dumps(report.to_json())
+    logging.getLogger("rotator").setLevel("INFO")
+
+
+def test_rotate_reads_and_writes_the_configured_secret_name():
+    world = World()
+    world.cluster.secret_name = "team-pull"
+    report = world.rotate(TARGET_SECRET_NAME="team-pull")
+    assert report.status == "ok"
+    assert status(settings(TARGET_SECRET_NAME="team-pull"), world.cluster)[0]["exists"] is True
