@@ -90,6 +90,39 @@ def rotate(url: str, title: str) -> dict[str, Any]:
     return body
 
 
+def seed(admin: client.ApiClient, emulator: CrusoeEmulator) -> None:
+    """The state a real team starts from: namespaces, someone else's pull secret, old and foreign tokens."""
+    now = datetime.now(UTC)
+    emulator.seed_token("ci-robot", created_at=now - timedelta(days=40))
+    emulator.seed_token("ccr-rotator-20261001T000000Z-0d0d0d", created_at=now - timedelta(days=30))
+    for namespace in NAMESPACES:
+        kube.create_namespace(admin, namespace)
+    ghcr = {"auths": {"ghcr.io": {"auth": base64.b64encode(b"bot:not-a-real-token").decode()}}}
+    client.CoreV1Api(admin).create_namespaced_secret(
+        "demo-batch",
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET_NAME, labels={"team": "batch"}),
+            type="kubernetes.io/dockerconfigjson",
+            data={".dockerconfigjson": base64.b64encode(json.dumps(ghcr).encode()).decode()},
+        ),
+    )
+
+
+def function_env(emulator: CrusoeEmulator, access_key_id: str, secret_key: str, kubeconfig: Path) -> dict[str, str]:
+    """The function's environment: the caller's, cleared of every rotator variable, plus the demo's."""
+    return {
+        **{name: value for name, value in os.environ.items() if name not in VARIABLES},
+        "CRUSOE_API_ENDPOINT": emulator.base_url,
+        "CRUSOE_ACCESS_KEY": access_key_id,
+        "CRUSOE_SECRET_KEY": secret_key,
+        "REGISTRY_URL": REGISTRY,
+        "REGISTRY_USERNAME": "ops@example.com",
+        "TARGET_NAMESPACES": ",".join(NAMESPACES),
+        "KUBECONFIG": str(kubeconfig),
+        "KEEP_PREVIOUS_TOKENS": "1",
+    }
+
+
 def main() -> int:
     """Run the demo; exit 0 when both rotations succeed."""
     access_key_id = "demo" + secrets.token_hex(4)
@@ -97,21 +130,8 @@ def main() -> int:
     say("Starting a real kube-apiserver + etcd on 127.0.0.1 and the Crusoe API emulator ...")
     with ControlPlane() as plane, CrusoeEmulator() as emulator, tempfile.TemporaryDirectory() as work:
         emulator.add_api_key(access_key_id, secret_key)
-        now = datetime.now(UTC)
-        emulator.seed_token("ci-robot", created_at=now - timedelta(days=40))
-        emulator.seed_token("ccr-rotator-20261001T000000Z-0d0d0d", created_at=now - timedelta(days=30))
         admin = kube.admin_client(plane.handle)
-        for namespace in NAMESPACES:
-            kube.create_namespace(admin, namespace)
-        ghcr = {"auths": {"ghcr.io": {"auth": base64.b64encode(b"bot:not-a-real-token").decode()}}}
-        client.CoreV1Api(admin).create_namespaced_secret(
-            "demo-batch",
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name=SECRET_NAME, labels={"team": "batch"}),
-                type="kubernetes.io/dockerconfigjson",
-                data={".dockerconfigjson": base64.b64encode(json.dumps(ghcr).encode()).decode()},
-            ),
-        )
+        seed(admin, emulator)
         account = kube.rotator_service_account(plane.handle, admin, list(NAMESPACES))
         kubeconfig = Path(work, "rotator.kubeconfig")
         kubeconfig.write_text(account.kubeconfig)
@@ -124,19 +144,7 @@ def main() -> int:
         secrets_table(admin)
         say("\nRegistry tokens before (one stale rotator token, one token of a CI robot):")
         tokens_table(emulator)
-
-        env = {
-            **{name: value for name, value in os.environ.items() if name not in VARIABLES},
-            "CRUSOE_API_ENDPOINT": emulator.base_url,
-            "CRUSOE_ACCESS_KEY": access_key_id,
-            "CRUSOE_SECRET_KEY": secret_key,
-            "REGISTRY_URL": REGISTRY,
-            "REGISTRY_USERNAME": "ops@example.com",
-            "TARGET_NAMESPACES": ",".join(NAMESPACES),
-            "KUBECONFIG": str(kubeconfig),
-            "KEEP_PREVIOUS_TOKENS": "1",
-        }
-        with start_function(env) as function:
+        with start_function(function_env(emulator, access_key_id, secret_key, kubeconfig)) as function:
             say(f"\nServing the function: functions-framework --target rotate on {function.url}")
             first = rotate(function.url, "First rotation")
             second = rotate(function.url, "Second rotation")

@@ -94,50 +94,46 @@ def render(
     data = load_rules()
     labels: dict[str, str] = dict(data["labels"])
     rules = policy_rules(secret_name, data["rules"])
-
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": service_account_name,
-                "namespace": service_account_namespace,
-                "labels": dict(labels),
-            },
-            # The rotator runs outside the cluster with a bound token made by `kubectl create token`;
-            # no pod uses this account, so never mount its token anywhere.
-            "automountServiceAccountToken": False,
-        },
-    ]
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": service_account_name, "namespace": service_account_namespace, "labels": dict(labels)},
+        # The rotator runs outside the cluster with a bound token made by `kubectl create token`;
+        # no pod uses this account, so never mount its token anywhere.
+        "automountServiceAccountToken": False,
+    }
+    objects: list[dict[str, Any]] = [account]
     for ns in targets:
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": {"name": service_account_name, "namespace": ns, "labels": dict(labels)},
-                "rules": [dict(rule) for rule in rules],
-            },
-        )
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": service_account_name, "namespace": ns, "labels": dict(labels)},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": service_account_name,
-                },
-                "subjects": [
-                    {
-                        "kind": "ServiceAccount",
-                        "name": service_account_name,
-                        "namespace": service_account_namespace,
-                    },
-                ],
-            },
-        )
+        objects += _role_and_binding(ns, rules, labels, service_account_namespace, service_account_name)
     return objects
+
+
+def _role_and_binding(
+    namespace: str,
+    rules: list[dict[str, Any]],
+    labels: dict[str, str],
+    account_namespace: str,
+    account_name: str,
+) -> list[dict[str, Any]]:
+    """The Role granting ``rules`` in ``namespace`` and the RoleBinding that gives it to the account."""
+
+    def metadata() -> dict[str, Any]:
+        return {"name": account_name, "namespace": namespace, "labels": dict(labels)}
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(),
+        "rules": [dict(rule) for rule in rules],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account_name},
+        "subjects": [{"kind": "ServiceAccount", "name": account_name, "namespace": account_namespace}],
+    }
+    return [role, binding]
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:
