@@ -406,15 +406,23 @@ def _logged(result: NamespaceResult) -> NamespaceResult:
     return result
 
 
+#: The ``event`` field of the one summary line each rotation or plan logs.
+SUMMARY_EVENT: Final = "rotation_summary"
+
+
 def log_summary(report: Report) -> None:
     """One line that says how the rotation went."""
     counts: dict[str, int] = {}
     for namespace in report.namespaces:
         counts[namespace.result] = counts.get(namespace.result, 0) + 1
+    # These field names are what the Terraform module's log-based metrics read: keep them stable.
     fields = {
+        "event": SUMMARY_EVENT,
         "status": report.status,
         "counts": counts,
+        "namespaces_failed": counts.get("failed", 0),
         "revoked": report.revoked,
+        "revoked_count": len(report.revoked),
         "duration_ms": report.duration_ms,
         "dry_run": report.dry_run,
     }

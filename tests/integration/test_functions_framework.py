@@ -39,4 +39,7 @@ def test_functions_framework_process_rotates_and_logs_json(served, deployment, c
     summaries = [line for line in lines if str(line["message"]).startswith("rotation succeeded")]
     assert len(summaries) == 2
     assert all("execution_id" in line["logging.googleapis.com/labels"] for line in summaries)
+    # The fields the Terraform module's log-based metrics read.
+    assert all(line["event"] == "rotation_summary" and line["status"] == "ok" for line in summaries)
+    assert [(line["namespaces_failed"], line["revoked_count"]) for line in summaries] == [(0, 0), (0, 0)]
     assert_no_leak([first.text, second.text, status.text, output], secret_values(deployment, crusoe))
