@@ -49,7 +49,7 @@ demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, tw
 
 bench: $(STAMP) ## Rotation cost at 10, 100 and 1,000 namespaces against the baseline (bench/results)
 	$(PY) -m devkit.binaries build
-	$(PY) bench/run.py
+	$(PY) -m bench
 
 cluster-up: $(STAMP) ## Start etcd + kube-apiserver on loopback; admin kubeconfig in .cache/cluster/
 	$(PY) -m devkit.binaries build

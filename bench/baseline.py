@@ -16,15 +16,15 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from devkit.crusoe_emulator import compute_signature
+from devkit.crusoe_emulator import compute_signature, format_time
 
-NOT_FOUND = 404
 DOCKERCONFIG_TYPE = "kubernetes.io/dockerconfigjson"
 
 
@@ -49,9 +49,10 @@ class BaselineRun:
 def mint_token(crusoe: CrusoeAccess, alias: str, *, lifetime: timedelta = timedelta(hours=12)) -> str:
     """One signed ``POST /ccr/tokens``, as the chart did once per run; returns the token value."""
     url = f"{crusoe.base_url}/ccr/tokens"
-    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC)
+    timestamp = format_time(now)
     signature = compute_signature(crusoe.secret_key, urlsplit(url).path, "", "POST", timestamp)
-    expires_at = (datetime.now(UTC) + lifetime).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expires_at = format_time(now + lifetime)
     response = requests.post(
         url,
         json={"alias": alias, "expires_at": expires_at},
@@ -96,7 +97,7 @@ def rotate(
         try:
             core.read_namespaced_secret(secret_name, namespace)
         except ApiException as exc:
-            if exc.status != NOT_FOUND:
+            if exc.status != HTTPStatus.NOT_FOUND:
                 raise
             core.create_namespaced_secret(namespace, body)
             created += 1

@@ -12,8 +12,9 @@ the connections made to this proxy are delayed: kube-apiserver still talks to et
 function, the emulator and the admin client used for setup and counting do not go through it.
 
 It binds 127.0.0.1 only, connects to a loopback upstream only, prints ``{"port": N}`` once listening,
-and runs until SIGTERM or SIGINT. It imports nothing from the project, and runs as its own process so
-that its CPU does not compete for the bench driver's GIL and can be reported on its own line.
+and runs until SIGTERM or SIGINT. It runs as its own process (``python -m bench.delay_proxy``), so that
+its CPU does not compete for the bench driver's GIL and can be reported on its own line, and imports
+only the platform's loopback address from the project.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import selectors
 import signal
 import sys
 
-LOOPBACK = "127.0.0.1"
+from devkit.loopback import LOOPBACK
+
 _CLOSE = object()  # marker: the sending side closed, so close the other side once its data is delivered
 _PR_SET_PDEATHSIG = 1
 

@@ -12,15 +12,14 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
 
 FIELD_MANAGER = "bench-raw-capacity"
-OK = 200
-NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -50,13 +49,19 @@ class RawClient:
         """Release the pooled connections."""
         self._session.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _one(self, namespace: str, template: dict[str, Any]) -> None:
         url = f"{self._target.server}/api/v1/namespaces/{namespace}/secrets/{self._target.secret_name}"
         read = self._session.get(url, timeout=30)
-        if read.status_code not in (OK, NOT_FOUND):
+        if read.status_code not in (HTTPStatus.OK, HTTPStatus.NOT_FOUND):
             read.raise_for_status()
         metadata: dict[str, Any] = {**template["metadata"], "namespace": namespace}
-        if read.status_code == OK:
+        if read.status_code == HTTPStatus.OK:
             metadata["resourceVersion"] = read.json()["metadata"]["resourceVersion"]
         body = {**template, "metadata": metadata}
         write = self._session.patch(

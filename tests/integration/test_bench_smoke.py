@@ -1,6 +1,6 @@
 """Smoke run of the benchmark (N=10, one repeat): the bench code works end to end and writes its JSON.
 
-It runs ``bench/run.py`` as ``make bench`` does, as a separate process with its own control plane, so a
+It runs ``python -m bench`` as ``make bench`` does, as a separate process with its own control plane, so a
 broken benchmark is caught by ``make test`` without paying for the real (1,000-namespace) run. It checks
 the shape of the results, not the speed: timing assertions belong to no test on a shared 2-core machine.
 """
@@ -11,14 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from devkit import REPO_ROOT
 from devkit.binaries import BinaryNotFoundError, resolve_all
 
 pytestmark = pytest.mark.integration
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_FIELDS = {
     "namespaces": int,
     "rotation_seconds": float,
@@ -30,6 +29,10 @@ RUN_FIELDS = {
     "crusoe_calls": int,
     "peak_rss_mib": float,
     "cold_start_seconds": float,
+    "cold_start_ready_seconds": float,
+    "cold_start_first_get_seconds": float,
+    "function_cpu_ms_per_namespace": float,
+    "raw_client_cpu_ms_per_namespace": float,
 }
 
 
@@ -46,16 +49,9 @@ def binaries_present() -> None:
 @pytest.mark.timeout(120)
 def test_bench_smoke_run_writes_every_field(binaries_present, tmp_path):
     output = tmp_path / "latest.json"
-    command = [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--sizes", "10", "--repeats", "1"]
-    completed = subprocess.run(
-        [*command, "--output", str(output), "--no-chart"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    argv = [sys.executable, "-m", "bench", "--sizes", "10", "--repeats", "1", "--output", str(output), "--no-chart"]
+    bench = subprocess.run(argv, check=False, cwd=REPO_ROOT, capture_output=True, timeout=110)
+    assert bench.returncode == 0, bench.stdout.decode()[-3000:] + bench.stderr.decode()[-3000:]
     result = json.loads(output.read_text(encoding="utf-8"))
     assert isinstance(result["machine"], str)
     assert result["machine"]
@@ -68,6 +64,10 @@ def test_bench_smoke_run_writes_every_field(binaries_present, tmp_path):
     assert run["rotation_seconds"] > 0
     assert run["baseline_seconds"] > 0
     assert run["raw_seconds"] > 0
+    assert run["cold_start_seconds"] == pytest.approx(
+        run["cold_start_ready_seconds"] + run["cold_start_first_get_seconds"], abs=0.002
+    )
+    assert set(run["rotation_cpu_seconds"]) >= {"function", "kube-apiserver", "etcd", "other processes"}
     # Counted, not timed: these hold on any machine.
     assert run["writes_per_namespace"] == 1.0
     assert run["secret_requests_per_namespace"]["baseline"] == {"GET": 1.0, "PUT": 1.0}
@@ -79,4 +79,5 @@ def test_bench_smoke_run_writes_every_field(binaries_present, tmp_path):
         "writes_per_namespace",
         "peak_rss_mib",
         "cold_start_seconds",
+        "function_cpu_ms_per_namespace",
     }

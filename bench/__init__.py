@@ -1,0 +1,31 @@
+"""Benchmark: rotation cost at 10 to 1,000 namespaces, side by side with the baseline and raw capacity.
+
+``make bench`` (or ``python -m bench``) starts one local control plane (etcd + kube-apiserver) and the
+Crusoe API emulator, and for each N creates N fresh namespaces and three least-privilege ServiceAccounts
+(rotator, baseline, raw client: each with its own secret name, so they never touch each other's
+secrets), then measures in the same run, interleaved repeat by repeat so that drift hits all three alike:
+
+- **rotation**: the real function in a ``functions-framework`` process, called over HTTP; the first call
+  creates the secrets, the reported figure is the median of the later (steady-state) calls;
+- **baseline**: the Helm chart's sequential read-then-replace algorithm (``bench/baseline.py``);
+- **raw**: the same GET + apply-PATCH per namespace with no logic (``bench/raw.py``).
+
+Write requests are counted from the apiserver's own ``apiserver_request_total`` metric, Crusoe calls
+from the emulator's request log, peak RSS from ``VmHWM`` of the function's process tree, CPU seconds of
+each process from ``/proc``. It is a program that measures and reports, not a test: it asserts nothing
+about the goals, it prints them met or not. Results go to ``bench/results/latest.json`` and a chart.
+
+``--rtt-ms 0,2,10`` runs the optional **latency scenario** instead: for each round-trip time, a fresh control
+plane, and the three contenders reach kube-apiserver through ``bench/delay_proxy.py``, a loopback proxy that
+delays each direction by half the RTT. In production the function talks to a remote apiserver, where
+round trips, not this machine's two cores, dominate; loopback alone cannot show that. Setup, request
+counting, kube-apiserver to etcd and the Crusoe emulator stay undelayed. Results go to
+``bench/results/latency.json`` (the same per-run fields plus ``rtt_ms`` and the measured delay) and
+``docs/benchmarks-latency.png``. Why a proxy and not ``tc netem``: see ``bench/delay_proxy.py``.
+Modules, in the order a run goes through them: ``cli`` (options), ``run`` (the one runner, for both
+scenarios), ``scenarios`` (control plane, emulator, delay proxy), ``contenders`` (namespaces, accounts,
+the function), ``measure`` (rounds and their summary), ``accounting`` (``/proc`` and the apiserver's
+request counter), ``results`` (typed records, goals, JSON), ``report`` (JSON file, table, charts);
+``baseline``, ``raw`` and ``delay_proxy`` are the baseline, the raw client and the latency proxy;
+``pyspy`` the ``--profile`` option.
+"""
