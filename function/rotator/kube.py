@@ -4,7 +4,9 @@ The kubeconfig is checked by :mod:`rotator.kubeconfig` first; the client is then
 checked values, not with ``kubernetes.config``'s loader, because that loader writes the CA, client
 certificate and key to files in the shared temporary directory that stay there until the process exits.
 
-Responses are read as raw JSON (``_preload_content=False``): building ``V1Secret`` models for every
+Requests go through the client's ``ApiClient.param_serialize`` and ``call_api`` (the path its generated
+``read_namespaced_secret`` and ``patch_namespaced_secret`` take), and answers are read as raw JSON, the
+urllib3 response unread as ``_preload_content=False`` gives it: building ``V1Secret`` models for every
 namespace costs more CPU than the rest of a request, and the rotator needs plain dicts anyway.
 
 Kept by hand, because the client cannot do it safely:
@@ -18,8 +20,8 @@ Kept by hand, because the client cannot do it safely:
   tunnel's TLS uses this same context and ``tls-server-name``.
 - **Retries and errors.** urllib3's own retries are off (``retries=False``, which also means a redirect is
   returned as an error, never followed with the apply body); the one retry loop is
-  :func:`rotator.retry.call_with_retries`. ``ApiException``'s text holds the response body, so errors are
-  rebuilt from the status and the Status ``reason`` code only.
+  :func:`rotator.retry.call_with_retries`. Errors are built from the status and the Status ``reason``
+  code only, never from the answer's free-text message, and answers are read with a size cap.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import urllib3
 from kubernetes import client
@@ -51,7 +53,8 @@ FIELD_MANAGER: Final = "ccr-pull-secret-rotator"
 TIMEOUT: Final = (5.0, 20.0)
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a Secret is at most 1 MiB; anything far larger is not an answer to us
 _APPLY: Final = "application/apply-patch+yaml"
-_TLS_FAILED: Final = 0  # the status ApiException carries when the client caught a TLS error
+_APPLY_QUERY: Final = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+_SECRET_PATH: Final = "/api/v1/namespaces/{namespace}/secrets/{name}"
 _RETRY_STATUSES: Final = frozenset(
     {
         HTTPStatus.TOO_MANY_REQUESTS,
@@ -146,7 +149,6 @@ class KubeClient:
         self._backoff = backoff
         self._sleep = sleep
         self._api = api_client(access, pool_size=pool_size)
-        self._core = client.CoreV1Api(self._api)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -156,17 +158,11 @@ class KubeClient:
         """The secret as the API server holds it, or None if it (or its namespace) does not exist."""
 
         def attempt(_: int) -> dict[str, Any] | None:
-            try:
-                response = self._core.read_namespaced_secret(
-                    name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-                )
-            except ApiException as exc:
-                if exc.status == HTTPStatus.NOT_FOUND:
-                    return None
-                raise self._api_error("read", exc, namespace, name) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise self._unreachable(exc) from None
-            return _json_object(_raw(response))
+            response = self._call("GET", namespace, name)
+            if response.status == HTTPStatus.NOT_FOUND:
+                response.drain_conn()
+                return None
+            return self._answer("read", response, namespace, name)
 
         return self._with_retries(attempt, f"reading secret {name!r} in namespace {namespace!r}")
 
@@ -176,44 +172,65 @@ class KubeClient:
         A ``metadata.resourceVersion`` in the manifest makes this a conditional write (409 if it changed);
         a 409 is not retried here: the rotation reads the secret again and merges.
         """
+        body = json.dumps(manifest)  # once, not per attempt; JSON is YAML, as apply-patch+yaml asks
 
         def attempt(_: int) -> dict[str, Any]:
-            try:
-                response = self._core.patch_namespaced_secret(
-                    name,
-                    namespace,
-                    manifest,
-                    field_manager=FIELD_MANAGER,
-                    force=True,
-                    _content_type=_APPLY,
-                    _preload_content=False,
-                    _request_timeout=TIMEOUT,
-                )
-            except ApiException as exc:
-                raise self._api_error("write", exc, namespace, name) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise self._unreachable(exc) from None
-            return _json_object(_raw(response))
+            response = self._call("PATCH", namespace, name, query=_APPLY_QUERY, body=body, content_type=_APPLY)
+            return self._answer("write", response, namespace, name)
 
         return self._with_retries(attempt, f"writing secret {name!r} in namespace {namespace!r}")
 
-    def _with_retries(self, attempt: Callable[[int], T], what: str) -> T:
-        return call_with_retries(attempt, classify=classify, backoff=self._backoff, what=what, sleep=self._sleep)
+    def _call(
+        self,
+        method: str,
+        namespace: str,
+        name: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: str | None = None,
+        content_type: str | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """One request through the client's ``call_api``, its answer unread.
 
-    def _unreachable(self, exc: Exception) -> KubeError:
-        return KubeError(
-            f"cannot reach the API server {self._server}: {type(exc).__name__}", status=None, retryable=True
+        ``call_api`` is the path the generated methods (``read_namespaced_secret``, ...) take, minus their
+        per-call pydantic argument validation: that builds 20 MiB of schemas on first use and costs CPU on
+        every call, for arguments that are plain strings here.
+        """
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
+        request = self._api.param_serialize(
+            method,
+            _SECRET_PATH,
+            path_params={"namespace": namespace, "name": name},
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
-
-    def _api_error(self, verb: str, exc: ApiException, namespace: str, name: str) -> KubeError:
-        if exc.status == _TLS_FAILED:
-            return KubeError(
+        try:
+            answer: urllib3.BaseHTTPResponse = self._api.call_api(*request, _request_timeout=TIMEOUT).response
+        except ApiException:  # the client's way of reporting a TLS failure
+            raise KubeError(
                 f"TLS with the API server {self._server} failed: check the kubeconfig's certificate-authority-data, "
                 "tls-server-name and server address",
                 status=None,
                 retryable=False,
-            )
-        return _error_for(verb, exc.status, namespace, name, _status_reason(exc.body), exc.headers)
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(
+                f"cannot reach the API server {self._server}: {type(exc).__name__}", status=None, retryable=True
+            ) from None
+        return answer
+
+    def _answer(self, verb: str, response: urllib3.BaseHTTPResponse, namespace: str, name: str) -> dict[str, Any]:
+        body = _read_json(response)
+        if HTTPStatus.OK <= response.status < HTTPStatus.MULTIPLE_CHOICES and isinstance(body, dict):
+            return body
+        if response.status < HTTPStatus.MULTIPLE_CHOICES:
+            raise KubeError("the API server's answer is not a JSON object", status=response.status, retryable=True)
+        raise _error_for(verb, response.status, namespace, name, _status_reason(body), response.headers)
+
+    def _with_retries(self, attempt: Callable[[int], T], what: str) -> T:
+        return call_with_retries(attempt, classify=classify, backoff=self._backoff, what=what, sleep=self._sleep)
 
 
 def _error_for(
@@ -236,13 +253,8 @@ def _error_for(
     )
 
 
-def _raw(answer: object) -> urllib3.BaseHTTPResponse:
-    """With ``_preload_content=False`` the generated methods return urllib3's response, not the annotated model."""
-    return cast("urllib3.BaseHTTPResponse", answer)
-
-
-def _json_object(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
-    """The JSON object of a successful answer, read with a size cap."""
+def _read_json(response: urllib3.BaseHTTPResponse) -> object:
+    """The decoded JSON of an answer read with a size cap; None when it is not JSON."""
     try:
         data = response.read(MAX_BODY_BYTES + 1)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -254,21 +266,12 @@ def _json_object(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
         raise KubeError("the API server's answer is larger than 4 MiB", status=response.status, retryable=False)
     response.release_conn()
     try:
-        body = json.loads(data)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise KubeError("the API server's answer is not a JSON object", status=response.status, retryable=True)
-    return body
-
-
-def _status_reason(body: object) -> str:
-    """The machine-readable ``reason`` of a Status answer; its free-text message is never passed on."""
-    if not isinstance(body, str | bytes):
-        return ""
-    try:
-        status = json.loads(body)
+        return json.loads(data)
     except (ValueError, RecursionError):
-        return ""
+        return None
+
+
+def _status_reason(status: object) -> str:
+    """The machine-readable ``reason`` of a Status answer; its free-text message is never passed on."""
     reason = status.get("reason") if isinstance(status, dict) else None
     return reason if isinstance(reason, str) and reason.isalnum() and len(reason) <= 64 else ""  # noqa: PLR2004
