@@ -20,10 +20,13 @@ class Clients:
 
     kube: KubeClient
     crusoe: CrusoeClient | None
+    crusoe_session: requests.Session | None = None
 
     def close(self) -> None:
-        """Release connections."""
+        """Release the pooled connections of both clients."""
         self.kube.close()
+        if self.crusoe_session is not None:
+            self.crusoe_session.close()
 
 
 def secret_reader(settings: Settings) -> SecretReader | None:
@@ -57,7 +60,13 @@ def connect(settings: Settings, *, with_registry: bool = True) -> Clients:
         base_dir=local.path.parent if isinstance(local, LocalFile) else None,
     )
     kube = KubeClient(access, pool_size=settings.max_parallel_writes)
-    crusoe = None
-    if with_registry:
-        crusoe = CrusoeClient(settings.api_endpoint, load_credentials(settings.credentials, reader), requests.Session())
-    return Clients(kube=kube, crusoe=crusoe)
+    if not with_registry:
+        return Clients(kube=kube, crusoe=None)
+    try:
+        credentials = load_credentials(settings.credentials, reader)
+    except BaseException:
+        kube.close()
+        raise
+    # CrusoeClient uses the session it is given and does not own it: the session is closed with the others.
+    session = requests.Session()
+    return Clients(kube=kube, crusoe=CrusoeClient(settings.api_endpoint, credentials, session), crusoe_session=session)
