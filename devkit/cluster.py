@@ -34,8 +34,6 @@ import base64
 import contextlib
 import ctypes
 import dataclasses
-import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -52,13 +50,10 @@ from typing import Any, Self
 
 import requests
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devkit.binaries import CACHE_DIR, ETCD, KUBE_APISERVER, Binary, resolve_all
 from devkit.loopback import LOOPBACK, free_port
+from devkit.pki import Credentials, write_pki
 
 LOG = logging.getLogger(__name__)
 
@@ -74,15 +69,6 @@ _START_ATTEMPTS = 3
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not start, is not running, or could not be stopped."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """PEM material for the cluster CA and the admin client certificate."""
-
-    ca_cert: bytes
-    admin_cert: bytes
-    admin_key: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,121 +115,6 @@ def kubeconfig_yaml(server: str, ca_cert: bytes, *, user_name: str, user: Mappin
         "current-context": user_name,
     }
     return yaml.safe_dump(config, sort_keys=False)
-
-
-# --- certificates -----------------------------------------------------------------------------------
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(
-    *,
-    subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    is_ca: bool,
-    extensions: list[x509.ExtensionType],
-) -> x509.Certificate:
-    now = dt.datetime.now(tz=dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    for ext in extensions:
-        builder = builder.add_extension(ext, critical=isinstance(ext, x509.KeyUsage))
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-_CA_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-
-
-def _name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
-    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
-
-
-def _issued(
-    ca: tuple[x509.Name, ec.EllipticCurvePrivateKey], subject: x509.Name, extensions: list[x509.ExtensionType]
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A fresh P-256 key and a leaf certificate for it, signed by ``ca``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(
-        subject=subject,
-        public_key=key.public_key(),
-        issuer=ca[0],
-        issuer_key=ca[1],
-        is_ca=False,
-        extensions=extensions,
-    )
-    return cert, key
-
-
-def write_pki(pki: Path) -> Credentials:
-    """Generate the CA, serving cert, admin client cert and service-account key pair into ``pki``.
-
-    EC P-256 for certificates (fast to generate); RSA 2048 for service-account tokens (RS256, the
-    algorithm every token consumer accepts).
-    """
-    pki.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name((NameOID.COMMON_NAME, "ccr-test-ca"))
-    ca = _cert(
-        subject=ca_name,
-        public_key=ca_key.public_key(),
-        issuer=ca_name,
-        issuer_key=ca_key,
-        is_ca=True,
-        extensions=[_CA_USAGE],
-    )
-    serving, serving_key = _issued(
-        (ca_name, ca_key),
-        _name((NameOID.COMMON_NAME, "kube-apiserver")),
-        [
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(LOOPBACK)), x509.DNSName("localhost")]),
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-        ],
-    )
-    admin, admin_key = _issued(
-        (ca_name, ca_key),
-        _name((NameOID.ORGANIZATION_NAME, "system:masters"), (NameOID.COMMON_NAME, "admin")),
-        [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])],
-    )
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = serialization.Encoding.PEM
-    files = {
-        "ca.crt": ca.public_bytes(pem),
-        "serving.crt": serving.public_bytes(pem),
-        "serving.key": _pem_key(serving_key),
-        "admin.crt": admin.public_bytes(pem),
-        "admin.key": _pem_key(admin_key),
-        "sa.key": _pem_key(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
-    }
-    for name, data in files.items():
-        path = pki / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-    return Credentials(ca_cert=files["ca.crt"], admin_cert=files["admin.crt"], admin_key=files["admin.key"])
 
 
 # --- processes --------------------------------------------------------------------------------------

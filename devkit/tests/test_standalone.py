@@ -2,8 +2,8 @@
 
 The copy holds exactly the files git tracks, in a fresh temporary folder with no ``shared/`` (or anything else)
 beside it. The unit tier and the platform's own tests run there with a Python audit hook that records every
-file opened under the copy's parent but outside the copy, every process started, and every platform module
-imported that starts servers; the unit tier must need none of them.
+file opened under the copy's parent but outside the copy, every process started, every network connection made
+and every platform module imported that runs processes; the unit tier must need none of them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def hook(event, args):
             outside.add(path)
     elif event == "subprocess.Popen":
         started.append(os.fsdecode(args[0]))
+    elif event == "socket.connect":
+        started.append(f"connect {args[1]!r}")
     elif event == "import" and args[0] in HEAVY:
         imported.add(args[0])
 

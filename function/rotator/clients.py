@@ -20,13 +20,12 @@ class Clients:
 
     kube: KubeClient
     crusoe: CrusoeClient | None
-    crusoe_session: requests.Session | None = None
 
     def close(self) -> None:
         """Release the pooled connections of both clients."""
         self.kube.close()
-        if self.crusoe_session is not None:
-            self.crusoe_session.close()
+        if self.crusoe is not None:
+            self.crusoe.close()
 
 
 def secret_reader(settings: Settings) -> SecretReader | None:
@@ -67,6 +66,4 @@ def connect(settings: Settings, *, with_registry: bool = True) -> Clients:
     except BaseException:
         kube.close()
         raise
-    # CrusoeClient uses the session it is given and does not own it: the session is closed with the others.
-    session = requests.Session()
-    return Clients(kube=kube, crusoe=CrusoeClient(settings.api_endpoint, credentials, session), crusoe_session=session)
+    return Clients(kube=kube, crusoe=CrusoeClient(settings.api_endpoint, credentials, requests.Session()))

@@ -1,7 +1,7 @@
 """The rotator's cluster connection against the real kube-apiserver: context choice and TLS server names.
 
 The serving certificate of the local apiserver is valid for 127.0.0.1 and ``localhost`` only. A byte pipe
-on 127.0.0.2 (the whole 127/8 is loopback) reaches the same apiserver under an address the certificate
+on ::1 (IPv6 loopback) reaches the same apiserver under an address the certificate
 does not name, which is exactly the case ``tls-server-name`` exists for.
 """
 
@@ -26,7 +26,7 @@ from rotator.secret import SecretStr
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.harness.cluster import ClusterHandle
+    from devkit.cluster import ClusterHandle
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +41,9 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
 
 @pytest.fixture
 def forwarder(control_plane: ClusterHandle) -> Iterator[str]:
-    """``https://127.0.0.2:<port>``: the apiserver under an address its certificate does not name."""
+    """``https://[::1]:<port>``: the apiserver under an address its certificate does not name."""
     upstream = urlsplit(control_plane.server)
-    listener = socket.create_server(("127.0.0.2", 0))
+    listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
     listener.settimeout(0.1)
     stop = threading.Event()
     sockets: list[socket.socket] = []
@@ -61,7 +61,7 @@ def forwarder(control_plane: ClusterHandle) -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"https://127.0.0.2:{listener.getsockname()[1]}"
+    yield f"https://[::1]:{listener.getsockname()[1]}"
     stop.set()
     thread.join(timeout=5)
     listener.close()

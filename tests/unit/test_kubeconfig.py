@@ -9,7 +9,7 @@ from rotator.errors import KubeconfigError
 from rotator.kubeconfig import parse_kubeconfig
 from rotator.secret import SecretStr
 
-from tests.harness.cluster import write_pki
+from devkit.pki import write_pki
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

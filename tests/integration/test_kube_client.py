@@ -31,6 +31,8 @@ from rotator.kubeconfig import ClusterAccess
 from rotator.retry import Backoff
 from rotator.secret import SecretStr
 
+pytestmark = pytest.mark.integration
+
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pull", "namespace": "team-a"}}
 MANIFEST = {**SECRET, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "e30="}}
 

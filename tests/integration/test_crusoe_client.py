@@ -16,6 +16,8 @@ from rotator.secret import SecretStr
 
 from devkit.crusoe_emulator import CrusoeEmulator
 
+pytestmark = pytest.mark.integration
+
 KEY_ID = "Hm11C1coQZm2+Aihn9ofYg"
 SECRET_KEY = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
 
