@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,12 +76,18 @@ class ModuleScore:
 
 
 def stage(work: Path, repo: Path = REPO_ROOT) -> None:
-    """A fresh copy of what the unit tier needs, with ``function/`` as ``src/`` (no stale mutants survive)."""
+    """A fresh copy of what the unit tier needs, with ``function/`` as ``src/`` (no stale mutants survive).
+
+    That is ``tests/``, pyproject.toml and whatever ``[tool.mutmut] also_copy`` names (mutmut copies the same
+    list on into its own ``mutants/`` tree, where the tests run).
+    """
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copytree(repo / "function", work / "src", ignore=_IGNORED)
-    shutil.copytree(repo / "tests", work / "tests", ignore=_IGNORED)
     shutil.copy2(repo / "pyproject.toml", work / "pyproject.toml")
+    config = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["mutmut"]
+    for name in ["tests", *config.get("also_copy", [])]:
+        shutil.copytree(repo / name, work / name, ignore=_IGNORED)
 
 
 def run_mutmut(work: Path, *, children: int, timeout: float, log: Path) -> None:
