@@ -11,7 +11,7 @@ export NO_GCE_CHECK ?= True
 export GCE_METADATA_HOST ?= 127.0.0.1:9
 export GCE_METADATA_IP ?= 127.0.0.1:9
 
-.PHONY: help install lock lint test run demo bench cluster-up cluster-down kubeconfig clean
+.PHONY: help install lock lint test mutate run demo bench cluster-up cluster-down kubeconfig clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
 test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test tier
 	$(PY) -m devkit.binaries build
 	$(VENV)/bin/pytest
+
+mutate: $(STAMP) ## Mutation testing (mutmut) of the pure core against the unit tier: .cache/mutation/report.md
+	timeout 900 $(PY) -m devkit.mutation
 
 run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .env (see README)
 	set -a; [ ! -f .env ] || . ./.env; set +a; \

@@ -1,14 +1,17 @@
+import base64
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from rotator.config import (
     DEFAULT_API_ENDPOINT,
+    DEFAULT_SECRET_MANAGER_ENDPOINT,
     VARIABLES,
     LocalFile,
     SecretManagerRef,
     StaticCredentials,
     load_settings,
+    log_level_from,
 )
 from rotator.errors import ConfigError
 
@@ -45,6 +48,93 @@ def test_config_defaults():
     assert settings.kubeconfig == LocalFile(Path("/home/ops/.kube/config"))
     assert isinstance(settings.credentials, StaticCredentials)
     assert settings.credentials.access_key_id == "AKID"
+    assert settings.credentials.secret_key.reveal() == SECRET_KEY
+    assert settings.registry == "registry.us-east1-a.ccr.crusoecloudcompute.com"
+    assert settings.registry_username == "ops@example.com"
+    assert settings.kube_context is None
+    assert settings.secret_manager_endpoint == DEFAULT_SECRET_MANAGER_ENDPOINT
+    assert settings.max_parallel_writes == 16
+    assert settings.log_level == "INFO"
+
+
+def test_config_reads_every_tunable():
+    settings = settings_with(
+        TARGET_SECRET_NAME="pull.secret",
+        TOKEN_EXPIRATION_HOURS="24",
+        TOKEN_ALIAS_PREFIX="ci-rotator",
+        KEEP_PREVIOUS_TOKENS="3",
+        KUBE_CONTEXT="prod",
+        SECRET_MANAGER_ENDPOINT="https://sm.example.com/",
+        MAX_PARALLEL_WRITES="4",
+        LOG_LEVEL="debug",
+    )
+    assert settings.secret_name == "pull.secret"
+    assert settings.token_lifetime == timedelta(hours=24)
+    assert settings.alias_prefix == "ci-rotator"
+    assert settings.keep_previous_tokens == 3
+    assert settings.kube_context == "prod"
+    assert settings.secret_manager_endpoint == "https://sm.example.com"
+    assert settings.max_parallel_writes == 4
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("TOKEN_EXPIRATION_HOURS", "1", "token_lifetime", timedelta(hours=1)),
+        ("TOKEN_EXPIRATION_HOURS", "720", "token_lifetime", timedelta(hours=720)),
+        ("KEEP_PREVIOUS_TOKENS", "0", "keep_previous_tokens", 0),
+        ("KEEP_PREVIOUS_TOKENS", "20", "keep_previous_tokens", 20),
+        ("MAX_PARALLEL_WRITES", "1", "max_parallel_writes", 1),
+        ("MAX_PARALLEL_WRITES", "128", "max_parallel_writes", 128),
+        ("TARGET_SECRET_NAME", "s" * 253, "secret_name", "s" * 253),
+        ("TARGET_NAMESPACES", "n" * 63, "namespaces", ("n" * 63,)),
+    ],
+)
+def test_config_accepts_the_limits_themselves(variable, value, field, expected):
+    assert getattr(settings_with(**{variable: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("CRUSOE_API_ENDPOINT", "https://gateway.example.com/BOX/", "api_endpoint", "https://gateway.example.com/BOX"),
+        (
+            "CRUSOE_BASE_ENDPOINT",
+            "https://gateway.example.com/BOX/",
+            "api_endpoint",
+            "https://gateway.example.com/BOX/v1alpha5",
+        ),
+        ("REGISTRY_URL", "https://CCR.EXAMPLE.BOX/", "registry", "CCR.EXAMPLE.BOX"),
+    ],
+)
+def test_config_trims_only_trailing_slashes(variable, value, field, expected):
+    assert getattr(settings_with(**{variable: value}), field) == expected
+
+
+@pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1", "[::1]:9"])
+def test_config_allows_plain_http_for_every_loopback_host(host):
+    assert settings_with(CRUSOE_API_ENDPOINT=f"http://{host}/v1alpha5").api_endpoint == f"http://{host}/v1alpha5"
+
+
+def test_config_accepts_secret_keys_of_other_lengths():
+    secret_key = base64.urlsafe_b64encode(bytes(range(22))).rstrip(b"=").decode()
+    assert settings_with(CRUSOE_SECRET_KEY=secret_key).credentials.secret_key.reveal() == secret_key
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        (None, "INFO"),
+        ("", "INFO"),
+        (" debug ", "DEBUG"),
+        ("Warning", "WARNING"),
+        ("ERROR", "ERROR"),
+        ("chatty", "INFO"),
+    ],
+)
+def test_log_level_is_read_before_the_rest_and_never_fails(value, level):
+    assert log_level_from({} if value is None else {"LOG_LEVEL": value}) == level
 
 
 def test_config_accepts_helm_chart_and_cli_names():
@@ -78,37 +168,116 @@ def test_config_registry_url_scheme_is_stripped():
     assert settings_with(REGISTRY_URL="https://registry.example.com/").registry == "registry.example.com"
 
 
+NOT_BASE64 = "copy the secret key exactly as Crusoe showed it"
+SECRET_VERSION = "must be a Secret Manager version name like projects/PROJECT/secrets/SECRET/versions/latest"
+HTTPS_ONLY = "must use https (plain http is accepted only for loopback test servers)"
+NO_STATIC_CREDENTIALS = {"CRUSOE_ACCESS_KEY": None, "CRUSOE_SECRET_KEY": None}
+
+
 @pytest.mark.parametrize(
-    ("changes", "variable"),
+    ("changes", "variable", "message"),
     [
-        ({"REGISTRY_URL": None}, "REGISTRY_URL"),
-        ({"REGISTRY_URL": "not a host/with path"}, "REGISTRY_URL"),
-        ({"REGISTRY_USERNAME": ""}, "REGISTRY_USERNAME"),
-        ({"TARGET_NAMESPACES": None}, "TARGET_NAMESPACES"),
-        ({"TARGET_NAMESPACES": ",,"}, "TARGET_NAMESPACES"),
-        ({"TARGET_NAMESPACES": "ok,Bad_Name"}, "TARGET_NAMESPACES"),
-        ({"TARGET_SECRET_NAME": "UPPER"}, "TARGET_SECRET_NAME"),
-        ({"TOKEN_EXPIRATION_HOURS": "twelve"}, "TOKEN_EXPIRATION_HOURS"),
-        ({"TOKEN_EXPIRATION_HOURS": "0"}, "TOKEN_EXPIRATION_HOURS"),
-        ({"KEEP_PREVIOUS_TOKENS": "-1"}, "KEEP_PREVIOUS_TOKENS"),
-        ({"TOKEN_ALIAS_PREFIX": "Has Spaces"}, "TOKEN_ALIAS_PREFIX"),
-        ({"CRUSOE_SECRET_KEY": None}, "CRUSOE_SECRET_KEY"),
-        ({"CRUSOE_ACCESS_KEY": None}, "CRUSOE_ACCESS_KEY"),
-        ({"CRUSOE_SECRET_KEY": "not*base64!"}, "CRUSOE_SECRET_KEY"),
-        ({"CRUSOE_CREDENTIALS_SECRET": "projects/p/secrets/s/versions/1"}, "CRUSOE_CREDENTIALS_SECRET"),
-        ({"CRUSOE_API_ENDPOINT": "http://api.example.com/v1alpha5"}, "CRUSOE_API_ENDPOINT"),
-        ({"CRUSOE_API_ENDPOINT": "ftp://x"}, "CRUSOE_API_ENDPOINT"),
-        ({"KUBECONFIG": None}, "KUBECONFIG_SECRET"),
-        ({"KUBECONFIG_SECRET": "projects/p/secrets/k/versions/latest"}, "KUBECONFIG_SECRET"),
-        ({"KUBECONFIG": None, "KUBECONFIG_SECRET": "kube"}, "KUBECONFIG_SECRET"),
-        ({"KUBECONFIG": "/a:/b"}, "KUBECONFIG"),
-        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
-        ({"MAX_PARALLEL_WRITES": "0"}, "MAX_PARALLEL_WRITES"),
+        ({"REGISTRY_URL": None}, "REGISTRY_URL", "is required"),
+        (
+            {"REGISTRY_URL": "a host/path"},
+            "REGISTRY_URL",
+            "must be a registry host such as registry.us-east1-a.ccr.crusoecloudcompute.com, got 'a host/path'",
+        ),
+        ({"REGISTRY_USERNAME": ""}, "REGISTRY_USERNAME", "is required"),
+        ({"TARGET_NAMESPACES": None}, "TARGET_NAMESPACES", "is required: a comma-separated list of namespaces"),
+        ({"TARGET_NAMESPACES": ",,"}, "TARGET_NAMESPACES", "lists no namespace"),
+        ({"TARGET_NAMESPACE": ",,", "TARGET_NAMESPACES": None}, "TARGET_NAMESPACE", "lists no namespace"),
+        (
+            {"TARGET_NAMESPACES": "ok,Bad_Name,x_y"},
+            "TARGET_NAMESPACES",
+            "not valid namespace names: 'Bad_Name', 'x_y'",
+        ),
+        ({"TARGET_NAMESPACES": "a" * 64}, "TARGET_NAMESPACES", f"not valid namespace names: '{'a' * 64}'"),
+        ({"TARGET_SECRET_NAME": "UPPER"}, "TARGET_SECRET_NAME", "must be a valid Kubernetes object name, got 'UPPER'"),
+        (
+            {"TARGET_SECRET_NAME": "s" * 254},
+            "TARGET_SECRET_NAME",
+            f"must be a valid Kubernetes object name, got '{'s' * 254}'",
+        ),
+        (
+            {"TOKEN_EXPIRATION_HOURS": "twelve"},
+            "TOKEN_EXPIRATION_HOURS",
+            "must be a whole number from 1 to 720, got 'twelve'",
+        ),
+        ({"TOKEN_EXPIRATION_HOURS": "0"}, "TOKEN_EXPIRATION_HOURS", "must be from 1 to 720, got 0"),
+        ({"TOKEN_EXPIRATION_HOURS": "721"}, "TOKEN_EXPIRATION_HOURS", "must be from 1 to 720, got 721"),
+        ({"KEEP_PREVIOUS_TOKENS": "-1"}, "KEEP_PREVIOUS_TOKENS", "must be a whole number from 0 to 20, got '-1'"),
+        ({"KEEP_PREVIOUS_TOKENS": "21"}, "KEEP_PREVIOUS_TOKENS", "must be from 0 to 20, got 21"),
+        ({"MAX_PARALLEL_WRITES": "0"}, "MAX_PARALLEL_WRITES", "must be from 1 to 128, got 0"),
+        ({"MAX_PARALLEL_WRITES": "129"}, "MAX_PARALLEL_WRITES", "must be from 1 to 128, got 129"),
+        (
+            {"TOKEN_ALIAS_PREFIX": "Has Spaces"},
+            "TOKEN_ALIAS_PREFIX",
+            "must be 1 to 40 lower-case letters, digits or '-', starting and ending alphanumeric; got 'Has Spaces'",
+        ),
+        (
+            {"CRUSOE_SECRET_KEY": None},
+            "CRUSOE_SECRET_KEY",
+            "is required (or set CRUSOE_CREDENTIALS_SECRET to read both from Secret Manager)",
+        ),
+        (
+            {"CRUSOE_ACCESS_KEY": None},
+            "CRUSOE_ACCESS_KEY",
+            "is required (or set CRUSOE_CREDENTIALS_SECRET to read both from Secret Manager)",
+        ),
+        ({"CRUSOE_SECRET_KEY": "not*base64!"}, "CRUSOE_SECRET_KEY", f"is not URL-safe base64; {NOT_BASE64}"),
+        ({"CRUSOE_SECRET_KEY": "abcde"}, "CRUSOE_SECRET_KEY", f"is not valid base64 (wrong length?); {NOT_BASE64}"),
+        (
+            {"CRUSOE_CREDENTIALS_SECRET": "projects/p/secrets/s/versions/1"},
+            "CRUSOE_CREDENTIALS_SECRET",
+            "set either CRUSOE_CREDENTIALS_SECRET or CRUSOE_ACCESS_KEY and CRUSOE_SECRET_KEY, not both",
+        ),
+        (
+            {"CRUSOE_CREDENTIALS_SECRET": "projects/p/secrets/s/versions/1", "CRUSOE_SECRET_KEY": None},
+            "CRUSOE_CREDENTIALS_SECRET",
+            "set either CRUSOE_CREDENTIALS_SECRET or CRUSOE_ACCESS_KEY and CRUSOE_SECRET_KEY, not both",
+        ),
+        (
+            {**NO_STATIC_CREDENTIALS, "CRUSOE_CREDENTIALS_SECRET": "crusoe"},
+            "CRUSOE_CREDENTIALS_SECRET",
+            SECRET_VERSION,
+        ),
+        ({"CRUSOE_API_ENDPOINT": "http://api.example.com/v1alpha5"}, "CRUSOE_API_ENDPOINT", HTTPS_ONLY),
+        ({"CRUSOE_API_ENDPOINT": "http://10.0.0.1/v1alpha5"}, "CRUSOE_API_ENDPOINT", HTTPS_ONLY),
+        ({"CRUSOE_API_ENDPOINT": "ftp://x"}, "CRUSOE_API_ENDPOINT", "must be an http(s) URL, got 'ftp://x'"),
+        (
+            {"CRUSOE_API_ENDPOINT": "https://api.example.com/v1alpha5?x=1"},
+            "CRUSOE_API_ENDPOINT",
+            "must not have a query or fragment",
+        ),
+        (
+            {"CRUSOE_API_ENDPOINT": "https://api.example.com/v1alpha5#top"},
+            "CRUSOE_API_ENDPOINT",
+            "must not have a query or fragment",
+        ),
+        (
+            {"CRUSOE_BASE_ENDPOINT": "ftp://x"},
+            "CRUSOE_BASE_ENDPOINT",
+            "must be an http(s) URL, got 'ftp://x/v1alpha5'",
+        ),
+        ({"SECRET_MANAGER_ENDPOINT": "http://secretmanager.example.com"}, "SECRET_MANAGER_ENDPOINT", HTTPS_ONLY),
+        (
+            {"KUBECONFIG": None},
+            "KUBECONFIG_SECRET",
+            "is required (a Secret Manager version name), or set KUBECONFIG to a local file for local runs",
+        ),
+        (
+            {"KUBECONFIG_SECRET": "projects/p/secrets/k/versions/latest"},
+            "KUBECONFIG_SECRET",
+            "set either KUBECONFIG_SECRET or KUBECONFIG, not both",
+        ),
+        ({"KUBECONFIG": None, "KUBECONFIG_SECRET": "kube"}, "KUBECONFIG_SECRET", SECRET_VERSION),
+        ({"KUBECONFIG": "/a:/b"}, "KUBECONFIG", "must name one file (a list of files is not supported)"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR, got 'CHATTY'"),
     ],
 )
-def test_config_errors_name_the_variable(changes, variable):
-    problems = problems_of(**changes)
-    assert variable in problems
+def test_config_errors_name_the_variable_and_what_to_do(changes, variable, message):
+    assert problems_of(**changes) == {variable: message}
 
 
 def test_config_error_lists_every_problem_and_never_the_secret_key():
@@ -119,10 +288,6 @@ def test_config_error_lists_every_problem_and_never_the_secret_key():
     assert {"REGISTRY_URL", "TARGET_NAMESPACES", "CRUSOE_SECRET_KEY"} <= set(caught.value.problems)
     assert bad_key not in message
     assert caught.value.retryable is False
-
-
-def test_config_allows_plain_http_only_on_loopback():
-    assert settings_with(CRUSOE_API_ENDPOINT="http://127.0.0.1:8080/v1alpha5").api_endpoint.startswith("http://127")
 
 
 def test_config_secret_key_is_not_in_repr():

@@ -1,13 +1,14 @@
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from rotator import logs
+from rotator import dockerconfig, logs
 from rotator.dockerconfig import (
     DOCKERCONFIG_TYPE,
     EXPIRES_AT,
     MANAGED_BY_LABEL,
+    ROTATED_AT,
     TOKEN_ALIAS,
     RegistryLogin,
     apply_manifest,
@@ -131,3 +132,100 @@ def test_registry_login_never_shows_its_token(capsys):
     assert all(token not in line for line in lines)
     assert "[REDACTED]" in lines[2]
     assert json.loads(merged_dockerconfig(None, login))["auths"][REGISTRY]["password"] == token
+
+
+def test_merged_dockerconfig_is_compact_sorted_json_so_equal_inputs_give_equal_bytes():
+    existing = secret({"credsStore": "x", "auths": {"ghcr.io": {"auth": "Zm9vOmJhcg=="}}})
+    auth = base64.b64encode(b"ops@example.com:tok-new").decode()
+    assert (
+        merged_dockerconfig(existing, LOGIN)
+        == (
+            '{"auths":{"ghcr.io":{"auth":"Zm9vOmJhcg=="},'
+            f'"{REGISTRY}":{{"auth":"{auth}","password":"tok-new","username":"ops@example.com"}}}},"credsStore":"x"}}'
+        ).encode()
+    )
+
+
+def test_merge_refuses_data_that_is_not_strict_base64():
+    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is not valid JSON$"):
+        merged_dockerconfig({"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": "e3*0="}}, LOGIN)
+
+
+def test_merge_refusals_say_what_is_wrong():
+    with pytest.raises(SecretConflictError) as wrong_type:
+        merged_dockerconfig(secret({}, kind="Opaque"), LOGIN)
+    assert str(wrong_type.value) == (
+        f"a secret of type 'Opaque' already has this name; the rotator only writes {DOCKERCONFIG_TYPE} "
+        "secrets and will not replace it: rename or delete it, or set TARGET_SECRET_NAME"
+    )
+    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is not a docker config object$"):
+        merged_dockerconfig(secret(["a", "list"]), LOGIN)
+
+
+def test_apply_manifest_is_the_whole_secret_with_utc_stamps(local_time_zone_ahead_of_utc):
+    manifest = apply_manifest(
+        namespace="team-a",
+        name="pull",
+        dockerconfig=b"{}",
+        login=LOGIN,
+        rotated_at=datetime(2026, 11, 28, 21, 0, tzinfo=timezone(timedelta(hours=9))),
+        resource_version=None,
+    )
+    assert manifest == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "pull",
+            "namespace": "team-a",
+            "labels": {MANAGED_BY_LABEL: "ccr-pull-secret-rotator"},
+            "annotations": {
+                ROTATED_AT: "2026-11-28T12:00:00Z",
+                TOKEN_ALIAS: LOGIN.alias,
+                EXPIRES_AT: "2026-11-29T00:00:00Z",
+                dockerconfig.REGISTRY: REGISTRY,
+            },
+        },
+        "type": DOCKERCONFIG_TYPE,
+        "data": {".dockerconfigjson": "e30="},
+    }
+
+
+def managed_secret(config, kind=DOCKERCONFIG_TYPE):
+    existing = secret(config, kind)
+    existing["metadata"]["labels"] = {MANAGED_BY_LABEL: "ccr-pull-secret-rotator"}
+    existing["metadata"]["annotations"] = {ROTATED_AT: "r", TOKEN_ALIAS: "a", EXPIRES_AT: "e"}
+    return existing
+
+
+def test_describe_reports_every_field_of_a_managed_secret():
+    assert describe(managed_secret({"auths": {REGISTRY: {}}}), REGISTRY) == {
+        "exists": True,
+        "type": DOCKERCONFIG_TYPE,
+        "managed": True,
+        "registry_entry": True,
+        "rotated_at": "r",
+        "token_alias": "a",
+        "expires_at": "e",
+    }
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [
+        managed_secret(None),
+        managed_secret({"auths": {"ghcr.io": {}}}),
+        managed_secret({"credsStore": "x"}),
+        managed_secret({"auths": {REGISTRY: {}}}, kind="Opaque"),
+        {"type": DOCKERCONFIG_TYPE, "metadata": {}, "data": {".dockerconfigjson": "bm90IGpzb24="}},
+        {"type": DOCKERCONFIG_TYPE, "metadata": {}, "data": {".dockerconfigjson": "W10="}},
+    ],
+)
+def test_describe_claims_no_registry_entry_that_is_not_there(existing):
+    assert describe(existing, REGISTRY)["registry_entry"] is False
+
+
+def test_describe_says_unmanaged_without_the_rotators_label():
+    existing = secret({"auths": {REGISTRY: {}}})
+    existing["metadata"]["labels"] = {MANAGED_BY_LABEL: "helm"}
+    assert describe(existing, REGISTRY)["managed"] is False
+    assert describe(secret({"auths": {}}), REGISTRY)["managed"] is False

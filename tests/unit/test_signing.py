@@ -1,5 +1,10 @@
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
-from rotator.signing import authorization, canonical_query, encode_query, sign, signing_message
+from rotator.signing import authorization, canonical_query, encode_query, format_timestamp, sign, signing_message
 
 from devkit.signing_vectors import CANONICAL_QUERIES, SECRET_KEY, VECTORS
 
@@ -19,7 +24,7 @@ def test_canonical_query_escaping(raw, canonical):
 
 
 def test_canonical_query_rejects_semicolons():
-    with pytest.raises(ValueError, match=";"):
+    with pytest.raises(ValueError, match=r"^a query string may not contain ';'$"):
         canonical_query("a=1;b=2")
 
 
@@ -35,3 +40,17 @@ def test_signing_message_has_four_newline_terminated_lines():
 
 def test_authorization_header_format():
     assert authorization("id", "sig") == "Bearer 1.0:id:sig"
+
+
+def test_timestamp_is_utc_whole_seconds_whatever_the_machines_time_zone(local_time_zone_ahead_of_utc):
+    moment = datetime(2025, 10, 1, 21, 0, 5, 999_000, tzinfo=timezone(timedelta(hours=9)))
+    assert format_timestamp(moment) == "2025-10-01T12:00:05Z"
+    assert format_timestamp(moment.astimezone(UTC)) == "2025-10-01T12:00:05Z"
+
+
+@pytest.mark.parametrize("key_bytes", [16, 20, 21, 22, 32])
+def test_sign_decodes_unpadded_secret_keys_of_any_length(key_bytes):
+    key = bytes(range(7, 7 + key_bytes))
+    secret_key = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    digest = hmac.new(key, b"message", hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(sign(secret_key, "message") + "=") == digest

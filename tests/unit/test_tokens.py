@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from rotator.tokens import ApiKey, minted_at, new_alias, select_revocations
@@ -21,6 +21,11 @@ def test_alias_shape_and_uniqueness():
     assert alias.startswith("ccr-rotator-20261128T120000Z-")
     assert minted_at(alias, PREFIX) == NOW
     assert len({new_alias(PREFIX, NOW) for _ in range(50)}) == 50
+
+
+def test_alias_stamp_is_utc_whatever_the_machines_time_zone(local_time_zone_ahead_of_utc):
+    minted = datetime(2026, 11, 28, 21, 0, 0, tzinfo=timezone(timedelta(hours=9)))
+    assert new_alias(PREFIX, minted, "abcdef") == "ccr-rotator-20261128T120000Z-abcdef"
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,7 @@ def test_strays_are_revoked_even_inside_the_grace_window():
 
 
 def test_revocation_requires_an_owned_current_alias():
-    with pytest.raises(ValueError, match="alias"):
+    with pytest.raises(ValueError, match=r"^the current alias does not have the rotator's alias shape$"):
         select_revocations([], prefix=PREFIX, current_alias="manual", keep_previous=1)
 
 
@@ -120,3 +125,17 @@ def test_a_token_minted_in_the_same_second_as_the_delivered_one_is_undelivered()
         delivered=[delivered.alias],
     )
     assert aliases(revoked) == [twin.alias]
+
+
+def test_revocation_orders_tokens_without_a_creation_time_by_their_alias():
+    undated = ApiKey("id-6", owned(6).alias, "registry", None, None)
+    revoked = select_revocations(
+        [CURRENT, owned(12), undated], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_revocation_breaks_ties_between_tokens_minted_in_one_second_by_alias():
+    twins = [owned(6, "bbbbbb"), owned(6, "aaaaaa")]
+    revoked = select_revocations([CURRENT, *twins], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1)
+    assert aliases(revoked) == [owned(6, "aaaaaa").alias]
