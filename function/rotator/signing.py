@@ -23,7 +23,7 @@ def format_timestamp(moment: datetime) -> str:
 
 def encode_query(params: Iterable[tuple[str, str]]) -> str:
     """Encode ``params`` sorted by key, form-encoded: the only order the API accepts in a URL."""
-    return canonical_query("&".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}" for k, v in params))
+    return canonical_query("&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in params))
 
 
 def canonical_query(raw_query: str) -> str:
@@ -40,11 +40,9 @@ def canonical_query(raw_query: str) -> str:
             continue
         key, _, value = piece.partition("=")
         grouped.setdefault(unquote_plus(key), []).append(unquote_plus(value))
-    return "&".join(
-        f"{quote_plus(key, safe='')}={quote_plus(value, safe='')}"
-        for key in sorted(grouped, key=lambda k: k.encode())
-        for value in grouped[key]
-    )
+    # quote_plus escapes '/' too (its ``safe`` is empty), and code-point order is UTF-8 byte order: the API's
+    # bytewise key sort.
+    return "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key in sorted(grouped) for value in grouped[key])
 
 
 def signing_message(path: str, raw_query: str, method: str, timestamp: str) -> str:
