@@ -4,7 +4,7 @@ provider "google" {
 }
 
 # Admin access to the target cluster, used only by Terraform to apply the RBAC; the function itself gets a
-# kubeconfig of the least-privilege ServiceAccount (infra/scripts/make-kubeconfig.sh).
+# kubeconfig of the least-privilege ServiceAccount (infra/tools/make_kubeconfig.py).
 provider "kubernetes" {
   config_path    = var.admin_kubeconfig_path
   config_context = var.admin_kube_context

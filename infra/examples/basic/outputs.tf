@@ -14,7 +14,7 @@ output "invoker_service_account_email" {
 }
 
 output "kubeconfig_secret_id" {
-  description = "Secret to add the rotator's kubeconfig to (infra/scripts/make-kubeconfig.sh does it)."
+  description = "Secret to add the rotator's kubeconfig to (make kubeconfig SECRET=... does it)."
   value       = module.rotator.kubeconfig_secret_id
 }
 
