@@ -27,6 +27,7 @@ PROVIDER_PACKAGES=(
   "archive cdktn-provider-archive==14.0.1"
   "google cdktn-provider-google==21.1.0"
   "kubernetes cdktn-provider-kubernetes==17.1.0"
+  "time cdktn-provider-time==14.0.2"
 )
 TERRAFORM_DIRS=(modules/rotator modules/cluster-rbac examples/basic)
 
