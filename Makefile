@@ -29,7 +29,7 @@ lock: $(STAMP) ## Re-pin requirements.txt (Python 3.12 runtime) and tests/requir
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -c requirements.txt --python-version 3.11 \
 	  --generate-hashes --quiet --upgrade --custom-compile-command "make lock" -o tests/requirements.txt
 
-lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
+lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate/test (plan with mocked providers) and checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -30,4 +30,12 @@ module "rotator" {
     target_namespaces  = var.namespaces
     target_secret_name = "crusoe-image-pull-secrets"
   }
+
+  # A fixed egress address (Cloud NAT) when the API server allows only known addresses; see var.egress.
+  egress = var.egress
+  groups = var.groups
+
+  monitoring = {
+    notification_channels = var.notification_channels
+  }
 }

@@ -19,8 +19,13 @@ output "kubeconfig_secret_id" {
 }
 
 output "scheduler_job_name" {
-  description = "Job to trigger with `gcloud scheduler jobs run`."
+  description = "Job to trigger with `gcloud scheduler jobs run` (null with groups: see scheduler_job_names)."
   value       = module.rotator.scheduler_job_name
+}
+
+output "scheduler_job_names" {
+  description = "Scheduler job per group (\"default\" without groups)."
+  value       = module.rotator.scheduler_job_names
 }
 
 output "service_account_name" {

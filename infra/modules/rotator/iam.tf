@@ -38,10 +38,10 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   member   = google_service_account.invoker.member
 }
 
+# Read at plan time (no depends_on): the call is billed to the caller's quota project, so it needs no API of this
+# project, and the plan then shows the real bucket and service agent names.
 data "google_project" "this" {
   project_id = var.project_id
-
-  depends_on = [google_project_service.this]
 }
 
 # Cloud Functions copies the uploaded source into Google's own gcf-v2-sources-<project number>-<region> bucket and

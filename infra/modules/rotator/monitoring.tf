@@ -23,7 +23,7 @@ locals {
       filter      = local.run_lines
       value       = null
       unit        = "1"
-      labels      = { status = "jsonPayload.status", dry_run = "jsonPayload.dry_run" }
+      labels      = tomap({ status = "jsonPayload.status", dry_run = "jsonPayload.dry_run" })
       buckets     = null
     }
     tokens_revoked = {
@@ -31,7 +31,7 @@ locals {
       filter      = local.run_lines
       value       = "jsonPayload.revoked_count"
       unit        = "1"
-      labels      = {}
+      labels      = tomap({})
       buckets     = [0, 1, 2, 3, 5, 10, 20, 50]
     }
     run_duration = {
@@ -39,7 +39,7 @@ locals {
       filter      = local.run_lines
       value       = "jsonPayload.duration_ms"
       unit        = "ms"
-      labels      = {}
+      labels      = tomap({})
       buckets     = [0, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000, 600000, 1200000, 1800000]
     }
     cluster_rotations = {
@@ -47,7 +47,7 @@ locals {
       filter      = local.cluster_line
       value       = null
       unit        = "1"
-      labels      = { cluster = "jsonPayload.cluster", status = "jsonPayload.status" }
+      labels      = tomap({ cluster = "jsonPayload.cluster", status = "jsonPayload.status" })
       buckets     = null
     }
     namespaces_failed = {
@@ -55,7 +55,7 @@ locals {
       filter      = local.cluster_line
       value       = "jsonPayload.namespaces_failed"
       unit        = "1"
-      labels      = { cluster = "jsonPayload.cluster" }
+      labels      = tomap({ cluster = "jsonPayload.cluster" })
       buckets     = [0, 1, 2, 5, 10, 20, 50, 100, 500, 1000]
     }
     earliest_expiry = {
@@ -63,7 +63,7 @@ locals {
       filter      = local.expiry_lines
       value       = "jsonPayload.earliest_expiry_seconds"
       unit        = "s"
-      labels      = { cluster = "jsonPayload.cluster" }
+      labels      = tomap({ cluster = "jsonPayload.cluster" })
       # Hourly steps where it matters (the last day), then days, up to 90 days.
       buckets = [for h in [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 36, 48, 72, 96, 168, 336, 720, 1440, 2160] : h * 3600]
     }
@@ -72,7 +72,7 @@ locals {
       filter      = "${local.expiry_lines} AND jsonPayload.earliest_expiry_seconds < ${local.expiry_warning_seconds}"
       value       = null
       unit        = "1"
-      labels      = { cluster = "jsonPayload.cluster" }
+      labels      = tomap({ cluster = "jsonPayload.cluster" })
       buckets     = null
     }
   }
@@ -85,7 +85,7 @@ locals {
 }
 
 resource "google_logging_metric" "this" {
-  for_each = local.monitoring ? local.metrics : {}
+  for_each = { for key, metric in local.metrics : key => metric if local.monitoring }
 
   project     = var.project_id
   name        = "${var.name}/${each.key}"
@@ -154,7 +154,7 @@ locals {
 }
 
 resource "google_monitoring_alert_policy" "logs" {
-  for_each = local.monitoring ? local.log_alerts : {}
+  for_each = { for key, alert in local.log_alerts : key => alert if local.monitoring }
 
   project               = var.project_id
   display_name          = each.value.display_name
