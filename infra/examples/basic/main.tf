@@ -4,7 +4,7 @@ provider "google" {
 }
 
 # Admin access to the target cluster, used only by Terraform to apply the RBAC; the function itself gets a
-# kubeconfig of the least-privilege ServiceAccount (infra/scripts/make-kubeconfig.sh).
+# kubeconfig of the least-privilege ServiceAccount (infra/tools/make_kubeconfig.py).
 provider "kubernetes" {
   config_path    = var.admin_kubeconfig_path
   config_context = var.admin_kube_context
@@ -29,5 +29,13 @@ module "rotator" {
     registry_username  = var.registry_username
     target_namespaces  = var.namespaces
     target_secret_name = "crusoe-image-pull-secrets"
+  }
+
+  # A fixed egress address (Cloud NAT) when the API server allows only known addresses; see var.egress.
+  egress = var.egress
+  groups = var.groups
+
+  monitoring = {
+    notification_channels = var.notification_channels
   }
 }

@@ -14,13 +14,18 @@ output "invoker_service_account_email" {
 }
 
 output "kubeconfig_secret_id" {
-  description = "Secret to add the rotator's kubeconfig to (infra/scripts/make-kubeconfig.sh does it)."
+  description = "Secret to add the rotator's kubeconfig to (make kubeconfig SECRET=... does it)."
   value       = module.rotator.kubeconfig_secret_id
 }
 
 output "scheduler_job_name" {
-  description = "Job to trigger with `gcloud scheduler jobs run`."
+  description = "Job to trigger with `gcloud scheduler jobs run` (null with groups: see scheduler_job_names)."
   value       = module.rotator.scheduler_job_name
+}
+
+output "scheduler_job_names" {
+  description = "Scheduler job per group (\"default\" without groups)."
+  value       = module.rotator.scheduler_job_names
 }
 
 output "service_account_name" {

@@ -41,3 +41,36 @@ variable "registry_username" {
   type        = string
   nullable    = false
 }
+
+variable "egress" {
+  description = "Optional: a fixed egress IP for an API server with an allowlist. Create a Cloud NAT with a reserved address on a VPC in var.region, then pass { vpc_connector = <Serverless VPC Access connector id> } or { direct_vpc = { network = ..., subnetwork = ... } }, and allow that address on the API server."
+  type = object({
+    vpc_connector = optional(string)
+    direct_vpc = optional(object({
+      network    = string
+      subnetwork = optional(string)
+      tags       = optional(list(string), [])
+    }))
+    all_traffic = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+}
+
+variable "groups" {
+  description = "Optional per-group schedules (one Cloud Scheduler job per group, each rotating only its clusters); empty: one job for everything."
+  type = map(object({
+    clusters = list(string)
+    schedule = optional(string)
+    paused   = optional(bool)
+  }))
+  default  = {}
+  nullable = false
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/N) the alerts notify."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}

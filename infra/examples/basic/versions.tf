@@ -15,5 +15,9 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "3.4.0"
     }
+    time = {
+      source  = "hashicorp/time"
+      version = "0.14.2"
+    }
   }
 }

@@ -4,7 +4,7 @@ output "role_namespaces" {
 }
 
 output "service_account_name" {
-  description = "Name of the rotator's ServiceAccount (pass it to infra/scripts/make-kubeconfig.sh)."
+  description = "Name of the rotator's ServiceAccount (pass it to infra/tools/make_kubeconfig.py)."
   value       = kubernetes_service_account_v1.this.metadata[0].name
 }
 

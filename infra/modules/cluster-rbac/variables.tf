@@ -17,7 +17,7 @@ variable "namespaces" {
 }
 
 variable "secret_name" {
-  description = "Name of the pull secret the rotator writes; every verb (get, create, patch, update) is narrowed to it with resourceNames."
+  description = "Name of the pull secret the rotator writes; every verb (get, create, patch) is narrowed to it with resourceNames."
   type        = string
   default     = "crusoe-image-pull-secrets"
   nullable    = false
@@ -29,7 +29,7 @@ variable "secret_name" {
 }
 
 variable "service_account" {
-  description = "The rotator's ServiceAccount: its name (also the name of the Roles and RoleBindings) and its namespace, which must exist. The kubeconfig the function uses carries a bound token of this account (see infra/scripts/make-kubeconfig.sh)."
+  description = "The rotator's ServiceAccount: its name (also the name of the Roles and RoleBindings) and its namespace, which must exist. The kubeconfig the function uses carries a bound token of this account (see infra/tools/make_kubeconfig.py)."
   type = object({
     name      = optional(string, "ccr-pull-secret-rotator")
     namespace = optional(string, "crusoe-system")

@@ -21,6 +21,17 @@ locals {
 
   labels = merge(var.labels, { "app" = "ccr-pull-secret-rotator" })
 
+  # The function stops its own work (RUN_DEADLINE_SECONDS) a margin before the platform's timeout, and Cloud
+  # Scheduler waits a margin longer than that timeout, so an attempt is never cut off, nor retried, while it runs.
+  deadline_margin_seconds = 30
+  run_deadline_seconds    = var.function.timeout_seconds - local.deadline_margin_seconds
+  attempt_deadline        = "${var.function.timeout_seconds + local.deadline_margin_seconds}s"
+
+  # Fits Cloud Storage's 63 characters for every accepted project id (<= 30) and name (<= 26): a long one is cut
+  # and made unique again with a hash of the full name.
+  bucket_name_full = "${var.project_id}-${var.name}-source"
+  bucket_name      = length(local.bucket_name_full) <= 63 ? local.bucket_name_full : "${substr(local.bucket_name_full, 0, 54)}-${substr(sha256(local.bucket_name_full), 0, 8)}"
+
   secret_ids = {
     crusoe_credentials = coalesce(var.secrets.crusoe_credentials_id, "${var.name}-crusoe-credentials")
     kubeconfig         = coalesce(var.secrets.kubeconfig_id, "${var.name}-kubeconfig")
@@ -40,6 +51,7 @@ locals {
       LOG_EXECUTION_ID          = "true"
       LOG_LEVEL                 = var.config.log_level
       REGISTRY_URL              = var.config.registry_url
+      RUN_DEADLINE_SECONDS      = tostring(local.run_deadline_seconds)
       REGISTRY_USERNAME         = var.config.registry_username
       TARGET_NAMESPACES         = join(",", var.config.target_namespaces)
       TARGET_SECRET_NAME        = var.config.target_secret_name
@@ -75,6 +87,8 @@ resource "google_cloudfunctions2_function" "this" {
   location    = var.region
   description = "Rotates the Crusoe Container Registry pull secret in the target namespaces of a remote cluster."
   labels      = local.labels
+  # OPT-IN CMEK for the function's image and source (encryption.kms_key_name); null is Google-managed.
+  kms_key_name = var.encryption.kms_key_name
 
   build_config {
     runtime           = "python312"
@@ -102,13 +116,23 @@ resource "google_cloudfunctions2_function" "this" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.runtime.email
     environment_variables            = local.environment
+
+    # OPT-IN egress through a VPC (a fixed Cloud NAT address for API servers with an allowlist).
+    vpc_connector                 = var.egress.vpc_connector
+    vpc_connector_egress_settings = var.egress.vpc_connector == null ? null : (var.egress.all_traffic ? "ALL_TRAFFIC" : "PRIVATE_RANGES_ONLY")
+    direct_vpc_egress             = var.egress.direct_vpc == null ? null : (var.egress.all_traffic ? "VPC_EGRESS_ALL_TRAFFIC" : "VPC_EGRESS_PRIVATE_RANGES_ONLY")
+
+    dynamic "direct_vpc_network_interface" {
+      for_each = var.egress.direct_vpc == null ? [] : [var.egress.direct_vpc]
+      content {
+        network    = direct_vpc_network_interface.value.network
+        subnetwork = direct_vpc_network_interface.value.subnetwork
+        tags       = direct_vpc_network_interface.value.tags
+      }
+    }
   }
 
-  depends_on = [
-    google_project_service.this,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_project_iam_member.build_log_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_secret_manager_secret_iam_member.runtime_accessor,
-  ]
+  # The wait runs after every grant the build and the runtime need (iam.tf), so a first apply does not build
+  # with permissions that have not propagated yet.
+  depends_on = [time_sleep.iam_propagation]
 }

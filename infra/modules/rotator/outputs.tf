@@ -44,8 +44,23 @@ output "runtime_service_account_email" {
 }
 
 output "scheduler_job_name" {
-  description = "Name of the Cloud Scheduler job (for `gcloud scheduler jobs run`)."
-  value       = google_cloud_scheduler_job.this.name
+  description = "Name of the Cloud Scheduler job (for `gcloud scheduler jobs run`) when groups is empty; null with groups (see scheduler_job_names)."
+  value       = length(var.groups) == 0 ? google_cloud_scheduler_job.this[local.ungrouped_job].name : null
+}
+
+output "scheduler_job_names" {
+  description = "Cloud Scheduler job name per group (the key \"default\" when groups is empty)."
+  value       = { for key, job in google_cloud_scheduler_job.this : key => job.name }
+}
+
+output "dashboard_id" {
+  description = "Id of the Cloud Monitoring dashboard (null when monitoring.enable = false)."
+  value       = try(google_monitoring_dashboard.this[0].id, null)
+}
+
+output "alert_policy_names" {
+  description = "Names of the alert policies by purpose (rotation_failed, no_success, token_expiry, status_unhealthy)."
+  value       = local.alert_policy_names
 }
 
 output "source_object_name" {

@@ -6,9 +6,38 @@ resource "google_secret_manager_secret" "this" {
   project   = var.project_id
   secret_id = each.value
   labels    = local.labels
+  # On by default: a rename (new secret_id) or a destroy must not delete the versions added by hand.
+  deletion_protection = var.secrets.deletion_protection
 
   replication {
-    auto {}
+    dynamic "auto" {
+      for_each = length(var.secrets.replica_locations) == 0 ? [1] : []
+      content {
+        dynamic "customer_managed_encryption" {
+          for_each = contains(keys(var.encryption.secret_kms_key_names), "global") ? [var.encryption.secret_kms_key_names["global"]] : []
+          content {
+            kms_key_name = customer_managed_encryption.value
+          }
+        }
+      }
+    }
+    dynamic "user_managed" {
+      for_each = length(var.secrets.replica_locations) == 0 ? [] : [1]
+      content {
+        dynamic "replicas" {
+          for_each = var.secrets.replica_locations
+          content {
+            location = replicas.value
+            dynamic "customer_managed_encryption" {
+              for_each = contains(keys(var.encryption.secret_kms_key_names), replicas.value) ? [var.encryption.secret_kms_key_names[replicas.value]] : []
+              content {
+                kms_key_name = customer_managed_encryption.value
+              }
+            }
+          }
+        }
+      }
+    }
   }
 
   depends_on = [google_project_service.this]
@@ -22,6 +51,8 @@ resource "google_secret_manager_secret_iam_member" "runtime_accessor" {
   secret_id = var.secrets.create ? google_secret_manager_secret.this[each.key].secret_id : each.value
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.runtime.member
+
+  depends_on = [google_project_service.this]
 }
 
 # OPT-IN (secret_values_version set): write-only values, sent to the API but never stored in state or plan.

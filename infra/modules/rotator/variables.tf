@@ -60,7 +60,7 @@ variable "config" {
 }
 
 variable "function" {
-  description = "Cloud Function (2nd gen) settings. timeout_seconds is also the scheduler's attempt deadline; ingress_settings defaults to ALLOW_ALL with IAM-only invocation (see the README for ALLOW_INTERNAL_ONLY)."
+  description = "Cloud Function (2nd gen) settings. The scheduler's attempt deadline is timeout_seconds + 30 s and the function is told to finish its own work by timeout_seconds - 30 s (RUN_DEADLINE_SECONDS), so a slow rotation is never retried while it still runs; ingress_settings defaults to ALLOW_ALL with IAM-only invocation (see the README for ALLOW_INTERNAL_ONLY)."
   type = object({
     available_cpu    = optional(string, "1")
     available_memory = optional(string, "512M")
@@ -75,9 +75,10 @@ variable "function" {
     error_message = "function.ingress_settings must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   }
   validation {
-    # Cloud Scheduler's attempt deadline for HTTP targets is 15 s to 30 min; the function's own limit is 60 min.
-    condition     = var.function.timeout_seconds >= 60 && var.function.timeout_seconds <= 1800 && floor(var.function.timeout_seconds) == var.function.timeout_seconds
-    error_message = "function.timeout_seconds must be a whole number between 60 and 1800 (Cloud Scheduler's longest attempt deadline)."
+    # Cloud Scheduler's attempt deadline for HTTP targets is 15 s to 30 min and must exceed the function's timeout
+    # by the deadline margin (30 s); the function's own limit is 60 min.
+    condition     = var.function.timeout_seconds >= 60 && var.function.timeout_seconds <= 1770 && floor(var.function.timeout_seconds) == var.function.timeout_seconds
+    error_message = "function.timeout_seconds must be a whole number between 60 and 1770 (Cloud Scheduler's longest attempt deadline, 1800 s, minus the 30 s margin)."
   }
   validation {
     condition     = can(regex("^[0-9]+(M|Mi|G|Gi)$", var.function.available_memory))
@@ -159,16 +160,22 @@ variable "schedule" {
 }
 
 variable "secrets" {
-  description = "Secret Manager secrets the function reads at run time: the Crusoe credentials (JSON {\"access_key_id\", \"secret_key\"}) and the kubeconfig. With create = true the module creates both (named <name>-crusoe-credentials and <name>-kubeconfig unless ids are given) without any value: add versions with gcloud (see the README). With create = false, pass the ids of existing secrets in the same project. version is the version the function reads (\"latest\" picks up new versions without redeploying)."
+  description = "Secret Manager secrets the function reads at run time: the Crusoe credentials (JSON {\"access_key_id\", \"secret_key\"}) and the kubeconfig. With create = true the module creates both (named <name>-crusoe-credentials and <name>-kubeconfig unless ids are given) without any value: add versions with gcloud (see the README). With create = false, pass the ids of existing secrets in the same project. version is the version the function reads (\"latest\" picks up new versions without redeploying). deletion_protection (default true) makes Terraform refuse to delete a created secret, so a rename or a destroy cannot drop the values added by hand: set it to false and apply before removing them on purpose. replica_locations: empty for automatic replication, or the regions of user-managed replicas (for organisations that restrict locations)."
   type = object({
     create                = optional(bool, true)
     crusoe_credentials_id = optional(string)
     kubeconfig_id         = optional(string)
     version               = optional(string, "latest")
+    deletion_protection   = optional(bool, true)
+    replica_locations     = optional(list(string), [])
   })
   default  = {}
   nullable = false
 
+  validation {
+    condition     = alltrue([for l in var.secrets.replica_locations : can(regex("^[a-z]+-[a-z]+[0-9]+$", l))]) && length(distinct(var.secrets.replica_locations)) == length(var.secrets.replica_locations)
+    error_message = "secrets.replica_locations must be distinct Google Cloud regions such as europe-west1 (empty: automatic replication)."
+  }
   validation {
     condition     = var.secrets.create || (var.secrets.crusoe_credentials_id != null && var.secrets.kubeconfig_id != null)
     error_message = "With secrets.create = false both secrets.crusoe_credentials_id and secrets.kubeconfig_id are required."
@@ -203,6 +210,10 @@ variable "secret_values_version" {
     condition     = var.secret_values_version == null || try(var.secret_values_version >= 1, false)
     error_message = "secret_values_version must be null or a number >= 1."
   }
+  validation {
+    condition     = var.secret_values_version == null || var.secret_values != null
+    error_message = "secret_values_version is set but secret_values is not: pass secret_values = { crusoe_credentials = ..., kubeconfig = ... }, or leave secret_values_version null and add the versions with gcloud."
+  }
 }
 
 variable "source_bucket" {
@@ -224,4 +235,120 @@ variable "source_paths" {
   })
   default  = {}
   nullable = false
+}
+
+variable "egress" {
+  description = "OPT-IN: send the function's outbound traffic through a VPC, so that an API server that allows only known addresses sees a fixed IP (a Cloud NAT address on that VPC's region). Either vpc_connector (a Serverless VPC Access connector id) or direct_vpc (Direct VPC egress: network, subnetwork, network tags). all_traffic (default true) routes every request through the VPC, which is what makes the NAT address the source of the calls to the API server; false routes only private ranges."
+  type = object({
+    vpc_connector = optional(string)
+    direct_vpc = optional(object({
+      network    = string
+      subnetwork = optional(string)
+      tags       = optional(list(string), [])
+    }))
+    all_traffic = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.egress.vpc_connector == null || var.egress.direct_vpc == null
+    error_message = "egress: set vpc_connector or direct_vpc, not both."
+  }
+}
+
+variable "encryption" {
+  description = "OPT-IN customer-managed encryption keys (CMEK). kms_key_name: a Cloud KMS key in var.region for the source bucket, the Artifact Registry repository and the function. secret_kms_key_names: for the two secrets, one key per replica location: {\"global\" = key} with automatic replication, else one per entry of secrets.replica_locations. The keys' IAM must let the services' agents encrypt and decrypt (see the README)."
+  type = object({
+    kms_key_name         = optional(string)
+    secret_kms_key_names = optional(map(string), {})
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.encryption.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", coalesce(var.encryption.kms_key_name, "x")))
+    error_message = "encryption.kms_key_name must be a key's full name: projects/P/locations/L/keyRings/R/cryptoKeys/K."
+  }
+  validation {
+    condition     = length(var.encryption.secret_kms_key_names) == 0 || toset(keys(var.encryption.secret_kms_key_names)) == (length(var.secrets.replica_locations) == 0 ? toset(["global"]) : toset(var.secrets.replica_locations))
+    error_message = "encryption.secret_kms_key_names needs exactly one key per replica: {\"global\" = ...} with automatic replication, or one per secrets.replica_locations entry."
+  }
+}
+
+variable "groups" {
+  description = "OPT-IN per-group schedules for a fleet that outgrows one invocation: one Cloud Scheduler job per group against the same function, named <name>-<group>, each POSTing {\"clusters\": [...]} (the function rotates only those clusters, with a per-group token alias prefix, so groups never revoke each other's tokens). schedule defaults to schedule.cron, paused to schedule.paused. Empty (default): one job, <name>, with an empty body, which rotates every cluster. A cluster belongs to at most one group."
+  type = map(object({
+    clusters = list(string)
+    schedule = optional(string)
+    paused   = optional(bool)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for g in keys(var.groups) : can(regex("^[a-z]([a-z0-9-]{0,29}[a-z0-9])?$", g))])
+    error_message = "groups keys must be 1-31 lower-case letters, digits or dashes, starting with a letter: they name the scheduler jobs (<name>-<group>)."
+  }
+  validation {
+    condition     = alltrue([for g in values(var.groups) : length(g.clusters) > 0 && alltrue([for c in g.clusters : length(trimspace(c)) > 0])])
+    error_message = "Every group needs at least one cluster name, and no name may be empty."
+  }
+  validation {
+    condition     = length(flatten([for g in values(var.groups) : g.clusters])) == length(distinct(flatten([for g in values(var.groups) : g.clusters])))
+    error_message = "A cluster may belong to one group only: two groups rotating the same cluster would fight over its pull secret."
+  }
+  validation {
+    condition     = alltrue([for g in values(var.groups) : g.schedule == null || length(split(" ", trimspace(coalesce(g.schedule, "x")))) == 5])
+    error_message = "A group's schedule must be a five-field unix-cron expression, e.g. \"30 */6 * * *\"."
+  }
+}
+
+variable "monitoring" {
+  description = "Log-based metrics, alert policies, an uptime check and a dashboard (see docs/operations.md). notification_channels: ids of existing channels (projects/P/notificationChannels/N) the alerts notify; empty creates the alerts without notifications. no_success_hours: alert when no successful (non-dry) rotation was logged for that long (keep it above the schedule's interval; at most 23). expiry_warning_hours: alert when a target's token expires within that many hours (default: a quarter of config.token_expiration_hours, the function's own default margin). uptime_check: check the function's GET status answer (200 healthy, 503 at risk) every uptime_period_seconds with Cloud Monitoring's service-agent OIDC token; needs ingress ALLOW_ALL. Set enable = false to create none of it."
+  type = object({
+    enable                = optional(bool, true)
+    notification_channels = optional(list(string), [])
+    no_success_hours      = optional(number, 13)
+    expiry_warning_hours  = optional(number)
+    uptime_check          = optional(bool, true)
+    uptime_period_seconds = optional(number, 900)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.monitoring.no_success_hours >= 1 && var.monitoring.no_success_hours <= 23 && floor(var.monitoring.no_success_hours) == var.monitoring.no_success_hours
+    error_message = "monitoring.no_success_hours must be a whole number of hours from 1 to 23 (Cloud Monitoring's longest absence window is 23.5 h)."
+  }
+  validation {
+    condition     = var.monitoring.expiry_warning_hours == null || try(var.monitoring.expiry_warning_hours > 0, false)
+    error_message = "monitoring.expiry_warning_hours must be a positive number of hours (or null for a quarter of config.token_expiration_hours)."
+  }
+  validation {
+    condition     = contains([60, 300, 600, 900], var.monitoring.uptime_period_seconds)
+    error_message = "monitoring.uptime_period_seconds must be 60, 300, 600 or 900 (Cloud Monitoring's uptime check periods)."
+  }
+  validation {
+    condition     = alltrue([for c in var.monitoring.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "monitoring.notification_channels must hold full channel names: projects/P/notificationChannels/N."
+  }
+  validation {
+    condition     = !(var.monitoring.enable && var.monitoring.uptime_check) || var.function.ingress_settings == "ALLOW_ALL"
+    error_message = "The uptime check reaches the function from the internet: it needs function.ingress_settings = \"ALLOW_ALL\" (still IAM-only). Set monitoring.uptime_check = false with internal-only ingress."
+  }
+}
+
+variable "build" {
+  description = "Cloud Build identity settings. iam_wait_seconds: how long to wait after granting the build and runtime accounts their roles before the function is created, because new IAM grants take a while to propagate (the provider's own example waits 60 s)."
+  type = object({
+    iam_wait_seconds = optional(number, 60)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.build.iam_wait_seconds >= 0 && var.build.iam_wait_seconds <= 600
+    error_message = "build.iam_wait_seconds must be between 0 and 600."
+  }
 }
