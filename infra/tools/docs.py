@@ -69,7 +69,9 @@ def render(text: str) -> str:
     for module, directory in MODULES.items():
         begin, end = f"<!-- BEGIN_TF_DOCS {module} -->", f"<!-- END_TF_DOCS {module} -->"
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-        text = pattern.sub(lambda _m, d=directory, b=begin, e=end: f"{b}\n{tables(d)}\n{e}", text)
+        # A literal replacement via str.replace: the tables hold backslashes that re.sub would interpret.
+        for found in pattern.findall(text):
+            text = text.replace(found, f"{begin}\n{tables(directory)}\n{end}")
     return text
 
 

@@ -154,24 +154,24 @@ def test_rbac_rotator_account_creates_pull_secret_by_server_side_apply(rotator):
     assert _stored_config(http, target, PULL_SECRET)["auths"]["registry.invalid"]["auth"]
 
 
-def test_rbac_rotator_account_updates_and_patches_pull_secret(rotator):
+def test_rbac_rotator_account_applies_and_patches_pull_secret_but_may_not_put_it(rotator):
     target, _, http = rotator
     assert _apply(http, target, PULL_SECRET, _dockerconfig("first")).status_code == 201
 
     reapplied = _apply(http, target, PULL_SECRET, _dockerconfig("second"))
     assert reapplied.status_code == 200, reapplied.text
 
+    # The Role has no `update`: the function only reads and applies, so a whole-object PUT is refused.
     current = http.call("GET", _secrets(target, PULL_SECRET)).json()
     current["data"][".dockerconfigjson"] = base64.b64encode(_dockerconfig("third").encode()).decode()
-    updated = http.call("PUT", _secrets(target, PULL_SECRET), current)
-    assert updated.status_code == 200, updated.text
+    assert http.call("PUT", _secrets(target, PULL_SECRET), current).status_code == 403
 
     labelled = http.call(
         "PATCH", _secrets(target, PULL_SECRET), {"metadata": {"labels": {"a": "b"}}}, content_type=MERGE
     )
     assert labelled.status_code == 200, labelled.text
     auth = _stored_config(http, target, PULL_SECRET)["auths"]["registry.invalid"]["auth"]
-    assert base64.b64decode(auth) == b"user:third"
+    assert base64.b64decode(auth) == b"user:second"
 
 
 def test_rbac_rotator_account_forbidden_on_other_secrets(rotator, admin_http):
@@ -237,14 +237,22 @@ def test_validation_rejects_dockerconfigjson_secret_without_the_key(rotator):
     assert rejected.status_code == 422, rejected.text
 
 
-def test_update_with_stale_resource_version_conflicts(rotator):
+def test_apply_with_stale_resource_version_conflicts(rotator):
     target, _, http = rotator
     assert _apply(http, target, PULL_SECRET, _dockerconfig("first")).status_code == 201
-    stale = http.call("GET", _secrets(target, PULL_SECRET)).json()
+    stale_version = http.call("GET", _secrets(target, PULL_SECRET)).json()["metadata"]["resourceVersion"]
     assert _apply(http, target, PULL_SECRET, _dockerconfig("second")).status_code == 200
 
-    stale["data"][".dockerconfigjson"] = base64.b64encode(_dockerconfig("late").encode()).decode()
-    conflict = http.call("PUT", _secrets(target, PULL_SECRET), stale)
+    # The rotator's writes carry the resourceVersion it read: a stale one is a 409, not a lost edit.
+    body = json.loads(_apply_body(target, PULL_SECRET, _dockerconfig("late")))
+    body["metadata"]["resourceVersion"] = stale_version
+    conflict = http.call(
+        "PATCH",
+        _secrets(target, PULL_SECRET),
+        json.dumps(body),
+        content_type=APPLY,
+        params={"fieldManager": FIELD_MANAGER},
+    )
 
     assert conflict.status_code == 409, conflict.text
     assert conflict.json()["reason"] == "Conflict"
