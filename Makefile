@@ -42,9 +42,8 @@ test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test 
 mutate: $(STAMP) ## Mutation testing (mutmut) of the pure core against the unit tier: .cache/mutation/report.md
 	timeout 900 $(PY) -m devkit.mutation
 
-run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .env (see README)
-	set -a; [ ! -f .env ] || . ./.env; set +a; \
-	  $(VENV)/bin/functions-framework --source function/main.py --target rotate --port $${PORT:-8080} --debug
+run: $(STAMP) ## Serve the function on 127.0.0.1:8080 (HOST, PORT) with .env; reloads on code change, no debugger
+	$(PY) -m devkit.run_local --env-file .env
 
 demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, two rotations, a report
 	$(PY) -m devkit.binaries build
