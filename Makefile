@@ -11,7 +11,7 @@ export NO_GCE_CHECK ?= True
 export GCE_METADATA_HOST ?= 127.0.0.1:9
 export GCE_METADATA_IP ?= 127.0.0.1:9
 
-.PHONY: help install lock lint test mutate run demo bench cluster-up cluster-down kubeconfig clean
+.PHONY: help install lock lint audit test mutate run demo bench cluster-up cluster-down kubeconfig clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate and checkov
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	infra/scripts/check.sh
+
+audit: $(STAMP) ## Known vulnerabilities in both locks (pip-audit; exceptions with reasons in devkit/audit_exceptions.json)
+	$(PY) -m devkit.audit
 
 test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test tier
 	$(PY) -m devkit.binaries build
