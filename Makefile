@@ -11,7 +11,7 @@ export NO_GCE_CHECK ?= True
 export GCE_METADATA_HOST ?= 127.0.0.1:9
 export GCE_METADATA_IP ?= 127.0.0.1:9
 
-.PHONY: help install lock lint test mutate run demo bench cluster-up cluster-down kubeconfig clean
+.PHONY: help install lock lint audit test mutate run demo bench cluster-up cluster-down kubeconfig clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: $(STAMP) ## ruff, mypy --strict, terraform fmt/validate/test (plan with mo
 	$(VENV)/bin/mypy
 	infra/scripts/check.sh
 
+audit: $(STAMP) ## Known vulnerabilities in both locks (pip-audit; exceptions with reasons in devkit/audit_exceptions.json)
+	$(PY) -m devkit.audit
+
 test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test tier
 	$(PY) -m devkit.binaries build
 	$(VENV)/bin/pytest
@@ -42,9 +45,8 @@ test: $(STAMP) ## Build (or reuse) kube-apiserver and etcd, then run every test 
 mutate: $(STAMP) ## Mutation testing (mutmut) of the pure core against the unit tier: .cache/mutation/report.md
 	timeout 900 $(PY) -m devkit.mutation
 
-run: $(STAMP) ## Serve the function on localhost:8080 with configuration from .env (see README)
-	set -a; [ ! -f .env ] || . ./.env; set +a; \
-	  $(VENV)/bin/functions-framework --source function/main.py --target rotate --port $${PORT:-8080} --debug
+run: $(STAMP) ## Serve the function on 127.0.0.1:8080 (HOST, PORT) with .env; reloads on code change, no debugger
+	$(PY) -m devkit.run_local --env-file .env
 
 demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, two rotations, a report
 	$(PY) -m devkit.binaries build

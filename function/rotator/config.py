@@ -29,6 +29,7 @@ DEFAULT_ALIAS_PREFIX: Final = "ccr-rotator"
 DEFAULT_TOKEN_HOURS: Final = 12
 DEFAULT_KEEP_PREVIOUS: Final = 1
 DEFAULT_MAX_PARALLEL_WRITES: Final = 16
+DEFAULT_INVOKER_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 
 #: Every environment variable the function reads, so tests and tools can clear a developer's shell of them.
 VARIABLES: Final = (
@@ -53,6 +54,9 @@ VARIABLES: Final = (
     "SECRET_MANAGER_ENDPOINT",
     "MAX_PARALLEL_WRITES",
     "LOG_LEVEL",
+    "ALLOWED_INVOKERS",
+    "INVOKER_AUDIENCE",
+    "INVOKER_CERTS_URL",
 )
 
 #: The limits the Terraform module checks too (``infra/modules/rotator/variables.tf`` reads the same file).
@@ -66,6 +70,7 @@ _SECRET_VERSION = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}/ve
 _REGISTRY_HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _URLSAFE_BASE64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _LOG_LEVELS: Final = tuple(LIMITS["log_levels"])
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,15 @@ class LocalFile:
     path: Path
 
 
+@dataclass(frozen=True)
+class InvokerPolicy:
+    """Who may call the function when it verifies callers itself (``ALLOWED_INVOKERS``, ``INVOKER_AUDIENCE``)."""
+
+    allowed: frozenset[str]  # lower-case e-mails
+    audience: str
+    certs_url: str
+
+
 CredentialsSource = StaticCredentials | SecretManagerRef
 KubeconfigSource = SecretManagerRef | LocalFile
 
@@ -112,6 +126,7 @@ class Settings:
     secret_manager_endpoint: str
     max_parallel_writes: int
     log_level: str
+    invokers: InvokerPolicy | None = None  # None: Google's front door (the invoker IAM role) decides
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -134,6 +149,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
         log_level=reader.log_level(),
+        invokers=reader.invokers(),
     )
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -303,6 +319,31 @@ class _Reader:
             self.problems["LOG_LEVEL"] = f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}"
             return "INFO"
         return raw
+
+    def invokers(self) -> InvokerPolicy | None:
+        """``ALLOWED_INVOKERS`` and ``INVOKER_AUDIENCE``: both (verify callers) or neither (the front door does)."""
+        emails, audience = self.optional("ALLOWED_INVOKERS"), self.optional("INVOKER_AUDIENCE")
+        certs_url = self.optional("INVOKER_CERTS_URL")
+        if emails is None and audience is None:
+            if certs_url is not None:
+                self.problems["INVOKER_CERTS_URL"] = "is used only with ALLOWED_INVOKERS and INVOKER_AUDIENCE"
+            return None
+        if emails is None or audience is None:
+            missing, given = (
+                ("ALLOWED_INVOKERS", "INVOKER_AUDIENCE") if emails is None else ("INVOKER_AUDIENCE", "ALLOWED_INVOKERS")
+            )
+            self.problems[missing] = f"is required when {given} is set (set both to verify callers, or neither)"
+            return None
+        allowed = [part.strip() for part in emails.split(",") if part.strip()]
+        bad = [e for e in allowed if not _EMAIL.fullmatch(e)]
+        if bad or not allowed:
+            listing = ", ".join(repr(b) for b in bad)
+            self.problems["ALLOWED_INVOKERS"] = f"not e-mail addresses: {listing}" if bad else "lists no e-mail"
+        parts = urlsplit(audience)
+        if parts.scheme != "https" or not parts.hostname:
+            self.problems["INVOKER_AUDIENCE"] = f"must be an https URL (the function's URL), got {audience!r}"
+        certs = self.url("INVOKER_CERTS_URL", certs_url or DEFAULT_INVOKER_CERTS_URL)
+        return InvokerPolicy(frozenset(e.lower() for e in allowed), audience, certs)
 
 
 def check_secret_key(value: str, report: Callable[[str], None]) -> None:

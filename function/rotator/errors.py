@@ -9,6 +9,7 @@ what to do, and never contain a token, a key, a kubeconfig or an API response bo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 
 
@@ -35,7 +36,23 @@ class ConfigError(RotatorError):
 
 
 class BadRequestError(RotatorError):
-    """The HTTP request is not something the rotator understands; nothing was done."""
+    """The HTTP request is not something the rotator serves; nothing was done.
+
+    ``status`` is the 4xx that answers it: 400 for a body it cannot use, or the more precise status when the
+    path (404), method (405), size (413), media type (415) or caller (401, 403) is what is wrong; ``headers``
+    are what that status requires (``Allow``, ``WWW-Authenticate``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: HTTPStatus = HTTPStatus.BAD_REQUEST,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=False)
+        self.status = status
+        self.headers = dict(headers or {})
 
 
 class SecretStoreError(RotatorError):
@@ -106,5 +123,5 @@ class KubeError(ApiError):
 def http_status(error: RotatorError) -> HTTPStatus:
     """The HTTP status that answers a request which ended in ``error``: the one mapping."""
     if isinstance(error, BadRequestError):
-        return HTTPStatus.BAD_REQUEST
+        return error.status
     return HTTPStatus.SERVICE_UNAVAILABLE if error.retryable else HTTPStatus.INTERNAL_SERVER_ERROR

@@ -15,12 +15,12 @@ from rotator import logs
 from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
 from rotator.errors import BadRequestError, RotatorError, http_status
+from rotator.requests_guard import RequestGuard
 from rotator.rotation import plan, rotate, status
 
 log = logging.getLogger(__name__)
 
 _ALLOWED_FIELDS: Final = {"dry_run"}
-_ALLOWED_METHODS: Final = ("GET", "POST")
 
 Operation = Literal["status", "plan", "rotate"]
 
@@ -56,11 +56,13 @@ def _answer(body: Mapping[str, Any], status: HTTPStatus, **headers: str) -> flas
 
 def _failed(error: RotatorError) -> flask.Response:
     """The answer to a request that ended in an error instead of a report: status from :func:`http_status`."""
+    headers: dict[str, str] = {}
     if isinstance(error, BadRequestError):
         log.warning("bad request: %s", error.message)
+        headers = error.headers
     else:
         log.error("%s", error.message, extra={"fields": {"retryable": error.retryable}})
-    return _answer({"status": "failed", "error": error.message}, http_status(error))
+    return _answer({"status": "failed", "error": error.message}, http_status(error), **headers)
 
 
 class Handler:
@@ -75,6 +77,7 @@ class Handler:
         self._environ = environ
         self._connector = connector
         self._settings: Settings | None = None
+        self._guard = RequestGuard()
         logs.configure(log_level_from(environ))
 
     def __call__(self, request: flask.Request) -> flask.Response:
@@ -87,13 +90,8 @@ class Handler:
             logs.unbind(token)
 
     def _dispatch(self, request: flask.Request) -> flask.Response:
-        if request.method not in _ALLOWED_METHODS:
-            return _answer(
-                {"error": f"method {request.method} is not allowed; use POST to rotate, GET for status"},
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                Allow=", ".join(_ALLOWED_METHODS),
-            )
         try:
+            self._guard.screen(request, self._load_settings)  # 4xx before anything is built or read
             operation = _operation(request)
             settings = self._load_settings()
             clients = self._connector(settings, with_registry=operation == "rotate")
