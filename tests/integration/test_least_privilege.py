@@ -51,7 +51,6 @@ ALLOWED = {
         Ask("get", "secrets", SECOND, name=SECRET),
         Ask("patch", "secrets", name=SECRET),
         Ask("patch", "secrets", SECOND, name=SECRET),
-        Ask("update", "secrets", name=SECRET),
         Ask("create", "secrets", name=SECRET),  # server-side apply of a new secret is authorised with its name
     ],
 }
@@ -64,6 +63,7 @@ DENIED = {
         Ask("list", "secrets"),
         Ask("watch", "secrets"),
         Ask("create", "secrets"),  # a plain POST carries no name: not granted
+        Ask("update", "secrets", name=SECRET),  # the function only reads and applies: no whole-object PUT
         Ask("delete", "secrets", name=SECRET),
         Ask("deletecollection", "secrets"),
         # the same secret where the rotator does not serve
@@ -191,7 +191,7 @@ def test_least_privilege_rules_in_a_target_namespace_are_exactly_the_secret_rule
     target = subject.namespaces[TARGET]
     baseline = _rules(_unbound_account(rotator_account_factory, target), target)
     extra = _rules(subject.account, target) - baseline
-    assert extra == {("", "secrets", SECRET, verb) for verb in ("get", "patch", "update", "create")}
+    assert extra == {("", "secrets", SECRET, verb) for verb in ("get", "patch", "create")}
     assert _rules(subject.account, subject.namespaces[OTHER]) == baseline
 
 
