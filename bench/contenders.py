@@ -149,9 +149,22 @@ def service_account(
     render = kube.load_rbac_renderer()
 
     def concurrent_render(
-        namespaces: list[str], secret_name: str, service_account_namespace: str, service_account_name: str
+        namespaces: list[str],
+        secret_name: str,
+        service_account_namespace: str,
+        service_account_name: str,
+        *,
+        service_accounts: list[str] | None = None,
+        all_namespaces: bool = False,
     ) -> list[dict[str, Any]]:
-        objects = render(namespaces, secret_name, service_account_namespace, service_account_name)
+        objects = render(
+            namespaces,
+            secret_name,
+            service_account_namespace,
+            service_account_name,
+            service_accounts=service_accounts,
+            all_namespaces=all_namespaces,
+        )
         roles = [obj if rules is None else {**obj, "rules": rules} for obj in objects if obj["kind"] == "Role"]
         bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]
         with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
