@@ -226,14 +226,14 @@ class KubeClient:
             Request(
                 method="PATCH",
                 query=[("fieldManager", FIELD_MANAGER), *([_DRY_RUN] if dry_run else [])],
-                body=json.dumps(patch),
+                body=patch,
                 content_type=_MERGE_PATCH,
             ),
         )
 
     def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """Record an ``events.k8s.io/v1`` Event (one try: an event is worth less than a retry's wait)."""
-        request = Request(method="POST", body=json.dumps(event), content_type="application/json")
+        request = Request(method="POST", body=event, content_type="application/json")
         response = self._call(_EVENTS_PATH, {"namespace": namespace}, request)
         self._answer("record an event", response, f"in namespace {namespace!r}")
 
@@ -321,7 +321,9 @@ class Request:
 
     method: str = "GET"
     query: list[tuple[str, str]] | None = None
-    body: str | None = None
+    #: Text is sent as it is (the apply body, encoded once for all attempts); the client's REST layer
+    #: encodes a dict itself for the JSON content types (so those must not be encoded here as well).
+    body: str | dict[str, Any] | None = None
     content_type: str | None = None
 
 
