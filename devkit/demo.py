@@ -222,7 +222,8 @@ def main() -> int:
         tokens_table(emulator)
         calls = len(emulator.requests)
         say(
-            f"\nCrusoe API calls in total: {calls} (the dry run's list; mint, list and revoke per rotation; the count does not grow with namespaces)."
+            f"\nCrusoe API calls in total: {calls} (a list per dry run; mint, list, revoke per rotation; "
+            "never per namespace)."
         )
         admin.close()  # type: ignore[no-untyped-call]
     ok = first["status"] == "ok" and second["status"] == "ok" and health == HTTPStatus.OK
