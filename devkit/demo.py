@@ -176,6 +176,24 @@ def function_env(emulator: CrusoeEmulator, access_key_id: str, secret_key: str, 
     }
 
 
+def after(admin: client.ApiClient, emulator: CrusoeEmulator) -> None:
+    """Print the cluster's and the registry's state after the runs."""
+    say(
+        f"\nAfter: every selected namespace holds the newest token; demo-batch kept its ghcr.io login; {EXCLUDED} "
+        f"and {TERMINATING} were never touched."
+    )
+    secrets_table(admin)
+    say("\nService accounts: the pull secret is appended, what was there stays first.")
+    accounts_table(admin)
+    say("\nRegistry tokens after (the previous token is kept for a grace window; the CI robot's is untouched):")
+    tokens_table(emulator)
+    calls = len(emulator.requests)
+    say(
+        f"\nCrusoe API calls in total: {calls} (a list per dry run; mint, list, revoke per rotation; "
+        "never per namespace)."
+    )
+
+
 def main() -> int:
     """Run the demo; exit 0 when both rotations succeed and the status is 200."""
     access_key_id = "demo" + secrets.token_hex(4)
@@ -211,20 +229,7 @@ def main() -> int:
             say(f"\nA team creates namespace {LATE}; the next run selects it afresh.")
             second = post(function.url, "Second rotation")
             health = status(function.url)
-        say(
-            f"\nAfter: every selected namespace holds the newest token; demo-batch kept its ghcr.io login; {EXCLUDED} "
-            f"and {TERMINATING} were never touched."
-        )
-        secrets_table(admin)
-        say("\nService accounts: the pull secret is appended, what was there stays first.")
-        accounts_table(admin)
-        say("\nRegistry tokens after (the previous token is kept for a grace window; the CI robot's is untouched):")
-        tokens_table(emulator)
-        calls = len(emulator.requests)
-        say(
-            f"\nCrusoe API calls in total: {calls} (a list per dry run; mint, list, revoke per rotation; "
-            "never per namespace)."
-        )
+        after(admin, emulator)
         admin.close()  # type: ignore[no-untyped-call]
     ok = first["status"] == "ok" and second["status"] == "ok" and health == HTTPStatus.OK
     say("\nDemo finished: everything it started has been stopped." if ok else "\nDemo FAILED.")

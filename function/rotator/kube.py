@@ -350,14 +350,15 @@ def _error_for(
 
 
 def _namespace_gone(status: int, body: object) -> NamespaceGoneError | None:
-    """The namespace itself is missing or being deleted, told by the Status's kind and cause type, not its text."""
+    """The namespace itself is missing or being deleted, told by the Status's kind and cause, not its text."""
     details = body.get("details") if isinstance(body, dict) else None
     if not isinstance(details, dict):
         return None
     causes = details.get("causes")
     causes = causes if isinstance(causes, list) else []
     if status == HTTPStatus.FORBIDDEN and any(
-        isinstance(c, dict) and c.get("type") == "NamespaceTerminating" for c in causes
+        isinstance(c, dict) and c.get("reason") == "NamespaceTerminating"
+        for c in causes  # a StatusCause's type
     ):
         return NamespaceGoneError("the namespace is being deleted", status=status, terminating=True)
     name = details.get("name")

@@ -30,11 +30,12 @@ from http import HTTPStatus
 from typing import Any, Final, Literal, Protocol
 
 from rotator.accounts import AccountPatcher
-from rotator.config import Settings
+from rotator.config import ClusterConfig, Settings
 from rotator.dockerconfig import RegistryLogin, apply_manifest, expires_at_of, merged_dockerconfig, token_alias_of
 from rotator.errors import CrusoeApiError, KubeError, NamespaceGoneError, RotatorError, http_status
 from rotator.events import record
 from rotator.fleet import (
+    Cluster,
     NamespaceResult,
     Outcome,
     Read,
@@ -284,29 +285,30 @@ class _Writer:
 
     def cluster(self, survey: Survey) -> ClusterReport:
         """Every readable namespace of one surveyed cluster."""
-        if survey.cluster is None:
+        cluster = survey.cluster
+        if cluster is None:
             return _unreached(survey)
-        results = over_namespaces(self.settings, survey.readable, lambda read: self._namespace(survey, read))
+        results = over_namespaces(
+            self.settings, survey.readable, lambda read: self._namespace(survey.config, cluster, read)
+        )
         return ClusterReport(survey.config.name, survey.server, ordered(survey, results + survey.failures))
 
-    def _namespace(self, survey: Survey, read: Read) -> NamespaceResult:
-        name = survey.config.name
-        result = guarded(read.namespace, name, lambda: self._secret(survey, read))
+    def _namespace(self, config: ClusterConfig, cluster: Cluster, read: Read) -> NamespaceResult:
+        """The secret, then the service accounts, then the Event; each step fails alone."""
+        result = guarded(read.namespace, config.name, lambda: self._secret(config.name, cluster, read))
         if result.result in {"created", "updated", "would-create", "would-update"}:
-            patcher = AccountPatcher(survey.cluster, self.settings.secret_name, self.dry_run, self.sleep)  # type: ignore[arg-type]
-            accounts = patcher.patch_all(read.namespace, survey.config.service_accounts)
-            result = replace(result, service_accounts=accounts)
+            patcher = AccountPatcher(cluster, self.settings.secret_name, self.dry_run, self.sleep)
+            result = replace(result, service_accounts=patcher.patch_all(read.namespace, config.service_accounts))
         elif not self.dry_run:
             result = replace(result, expires_at=expires_at_of(read.secret))
-        if not self.dry_run and survey.cluster is not None and result.result != "skipped":
-            record(survey.cluster, result, self.settings.secret_name, self.login.alias, self.clock())
+        if not self.dry_run and result.result != "skipped":
+            record(cluster, result, self.settings.secret_name, self.login.alias, self.clock())
         _logged(result)
         return result
 
-    def _secret(self, survey: Survey, read: Read) -> NamespaceResult:
+    def _secret(self, cluster_name: str, cluster: Cluster, read: Read) -> NamespaceResult:
         """Merge and apply; a conflict (someone wrote in between) re-reads and merges again."""
-        cluster, namespace, name = survey.cluster, read.namespace, self.settings.secret_name
-        assert cluster is not None  # noqa: S101 - only surveys with a client get here
+        namespace, name = read.namespace, self.settings.secret_name
         seen = [read.secret]
 
         def attempt(number: int) -> None:
@@ -329,14 +331,14 @@ class _Writer:
         except NamespaceGoneError as exc:
             if not exc.terminating:
                 raise
-            return NamespaceResult(namespace, "skipped", exc.message, cluster=survey.config.name)
+            return NamespaceResult(namespace, "skipped", exc.message, cluster=cluster_name)
         created = read.secret is None
         outcome: Outcome = (
             ("would-create" if created else "would-update") if self.dry_run else ("created" if created else "updated")
         )
         expires = None if self.dry_run else self.login.expires_at
         return NamespaceResult(
-            namespace, outcome, cluster=survey.config.name, expires_at=expires or expires_at_of(read.secret)
+            namespace, outcome, cluster=cluster_name, expires_at=expires or expires_at_of(read.secret)
         )
 
 

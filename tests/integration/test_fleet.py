@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 from functions_framework import create_app
 from kubernetes import client
+from rotator.errors import NamespaceGoneError
+from rotator.kube import KubeClient
+from rotator.kubeconfig import parse_kubeconfig
+from rotator.secret import SecretStr
 
 from devkit import kube
 from devkit.cluster import ControlPlane, kubeconfig_yaml
@@ -358,3 +362,35 @@ def test_two_groups_rotated_at_once_never_revoke_each_others_tokens(
     assert all(
         read_secret(west_admin, ns).metadata.annotations[ALIAS] == west_alias for ns in clusters[1]["namespaces"]
     )
+
+
+# -- the client against the real API server ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_kube(control_plane):
+    access = parse_kubeconfig(SecretStr(control_plane.admin_kubeconfig()), context=None, base_dir=None)
+    kube_client = KubeClient(access, pool_size=2)
+    yield kube_client
+    kube_client.close()
+
+
+def manifest(namespace):
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": namespace},
+        "type": "Opaque",
+    }
+
+
+def test_kube_client_tells_a_missing_namespace_from_a_terminating_one(admin_kube, kube_admin, labelled):
+    missing = f"missing-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(NamespaceGoneError) as gone:
+        admin_kube.apply_secret(missing, SECRET, manifest(missing))
+    assert (gone.value.terminating, gone.value.message) == (False, f"namespace {missing!r} does not exist")
+    dying = labelled(f"dying-{uuid.uuid4().hex[:6]}")
+    client.CoreV1Api(kube_admin).delete_namespace(dying)
+    with pytest.raises(NamespaceGoneError) as terminating:
+        admin_kube.apply_secret(dying, SECRET, manifest(dying), dry_run=True)
+    assert terminating.value.terminating

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rotator import logs
 from rotator.config import load_settings, parse_clusters
-from rotator.errors import ConfigError, KubeError
+from rotator.errors import ConfigError, KubeError, NamespaceGoneError
 from rotator.fleet import Target, alias_prefix_for, choose
 from rotator.rotation import plan, rotate
 from rotator.status import status
@@ -241,6 +241,16 @@ def test_a_named_namespace_that_does_not_exist_fails_clearly_when_namespaces_are
     (missing,) = [n for n in report.namespaces if n.namespace == "nowhere"]
     assert (missing.result, missing.error) == ("failed", "namespace 'nowhere' does not exist")
     assert report.status == "failed"
+
+
+def test_a_named_namespace_being_deleted_is_skipped_when_the_write_says_so():
+    world = World()
+    gone = NamespaceGoneError("the namespace is being deleted", status=403, terminating=True)
+    world.clusters["default"].write_failures["ml"] = gone
+    report = world.rotate(one_cluster())
+    assert results(report) == {("default", "web"): "created", ("default", "ml"): "skipped"}
+    assert report.status == "ok"
+    assert [e["regarding"]["namespace"] for e in world.clusters["default"].events] == ["web"]
 
 
 def test_a_failed_namespace_listing_is_that_clusters_failure():
