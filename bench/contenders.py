@@ -43,7 +43,7 @@ RAW_SECRET = "bench-raw-capacity-pull-secret"
 SETUP_THREADS = 8
 #: What the function inherits from the bench's environment: enough to run, nothing that configures it
 #: (a developer's shell may carry the function's own variables, proxies or a CA bundle).
-INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "EVENTS")  # EVENTS: the function's setting
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ VARIABLES: Final = (
     "CLUSTERS",
     "CLUSTERS_SECRET",
     "MAX_PARALLEL_CLUSTERS",
+    "EVENTS",
 )
 #: The variables that describe the one cluster of the shorthand; CLUSTERS (or CLUSTERS_SECRET) replaces them all.
 SINGLE_CLUSTER_VARIABLES: Final = (
@@ -177,6 +178,7 @@ class Settings:
     max_parallel_writes: int
     max_parallel_clusters: int
     log_level: str
+    events: str = "all"
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -202,6 +204,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
         max_parallel_clusters=reader.limited("MAX_PARALLEL_CLUSTERS", DEFAULT_MAX_PARALLEL_CLUSTERS),
         log_level=reader.log_level(),
+        events=reader.choice("EVENTS", tuple(LIMITS["events"])),
     )
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -399,6 +402,14 @@ class _Reader:
         if ":" in path:
             self.problems["KUBECONFIG"] = "must name one file (a list of files is not supported)"
         return LocalFile(Path(path).expanduser())
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (lower case), the first being the default."""
+        value = (self.optional(name) or allowed[0]).lower()
+        if value not in allowed:
+            self.problems[name] = f"must be one of {', '.join(allowed)}, got {value!r}"
+            return allowed[0]
+        return value
 
     def log_level(self) -> str:
         raw = (self.optional("LOG_LEVEL") or "INFO").upper()

@@ -429,6 +429,19 @@ def test_events_record_each_outcome_without_a_secret():
     assert token not in json.dumps(cluster.events)
 
 
+@pytest.mark.parametrize(("events", "recorded"), [("all", ["web", "ml"]), ("failures", ["ml"]), ("none", [])])
+def test_events_setting_chooses_which_outcomes_are_recorded(events, recorded):
+    world = World()
+    world.clusters["default"].write_failures["ml"] = KubeError("cannot write: HTTP 422", status=422, retryable=False)
+    world.rotate(one_cluster(EVENTS=events))
+    assert sorted(e["regarding"]["namespace"] for e in world.clusters["default"].events) == sorted(recorded)
+
+
+def test_events_setting_is_checked():
+    with pytest.raises(ConfigError, match="EVENTS: must be one of all, failures, none, got 'some'"):
+        one_cluster(EVENTS="some")
+
+
 def test_a_failing_event_never_fails_the_rotation():
     world = World()
     world.clusters["default"].event_failure = RuntimeError("events are down")
