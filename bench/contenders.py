@@ -43,7 +43,7 @@ RAW_SECRET = "bench-raw-capacity-pull-secret"
 SETUP_THREADS = 8
 #: What the function inherits from the bench's environment: enough to run, nothing that configures it
 #: (a developer's shell may carry the function's own variables, proxies or a CA bundle).
-INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "EVENTS")  # EVENTS: the function's setting
 
 
 @dataclass(frozen=True)
@@ -149,9 +149,22 @@ def service_account(
     render = kube.load_rbac_renderer()
 
     def concurrent_render(
-        namespaces: list[str], secret_name: str, service_account_namespace: str, service_account_name: str
+        namespaces: list[str],
+        secret_name: str,
+        service_account_namespace: str,
+        service_account_name: str,
+        *,
+        service_accounts: list[str] | None = None,
+        all_namespaces: bool = False,
     ) -> list[dict[str, Any]]:
-        objects = render(namespaces, secret_name, service_account_namespace, service_account_name)
+        objects = render(
+            namespaces,
+            secret_name,
+            service_account_namespace,
+            service_account_name,
+            service_accounts=service_accounts,
+            all_namespaces=all_namespaces,
+        )
         roles = [obj if rules is None else {**obj, "rules": rules} for obj in objects if obj["kind"] == "Role"]
         bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]
         with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
@@ -221,7 +234,8 @@ def status_seconds(url: str) -> float:
     started = time.perf_counter()
     response = requests.get(url, timeout=600)
     seconds = time.perf_counter() - started
-    if response.status_code != HTTPStatus.OK:
+    # 503 is a complete status answer too: it names the targets at risk (before the first rotation, all of them).
+    if response.status_code not in {HTTPStatus.OK, HTTPStatus.SERVICE_UNAVAILABLE} or "at_risk" not in response.json():
         raise RuntimeError(f"the function's status answered {response.status_code}")
     return seconds
 

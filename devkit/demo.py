@@ -1,9 +1,11 @@
 """``make demo``: the whole product on this machine, with no Crusoe account and no cluster.
 
-Starts a real control plane and the Crusoe API emulator, creates three namespaces (one already holding
-someone else's registry login, to show it is kept), gives the rotator a least-privilege ServiceAccount
-from ``infra/rbac``, serves the function with functions-framework on localhost, calls it twice over
-HTTP, and prints what happened. Everything it started is stopped at the end.
+Starts a real control plane and the Crusoe API emulator, creates namespaces (one already holding someone
+else's registry login, to show it is kept; one excluded; one being deleted), gives the rotator a
+least-privilege ServiceAccount from ``infra/rbac`` (the all-namespaces mode, since the demo selects
+namespaces with a glob), serves the function with functions-framework on localhost, asks for a dry run,
+rotates, creates a namespace, rotates again, asks for the status, and prints what happened. Everything it
+started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,10 @@ from devkit.function import start_function
 REGISTRY = "registry.us-east1-a.ccr.crusoecloudcompute.com"
 SECRET_NAME = "crusoe-image-pull-secrets"
 NAMESPACES = ("demo-web", "demo-batch", "demo-ml")
+EXCLUDED = "demo-sandbox"
+TERMINATING = "demo-old"
+LATE = "demo-new"
+SHOWN = (*NAMESPACES, LATE, EXCLUDED, TERMINATING)
 
 
 def say(text: str = "") -> None:
@@ -47,7 +54,7 @@ def table(rows: list[list[str]], header: list[str]) -> None:
 def secrets_table(api: client.ApiClient) -> None:
     """What each namespace's pull secret holds now (registries and the rotator's annotations, no tokens)."""
     rows = []
-    for namespace in NAMESPACES:
+    for namespace in SHOWN:
         try:
             secret = client.CoreV1Api(api).read_namespaced_secret(SECRET_NAME, namespace)
         except client.ApiException:
@@ -74,20 +81,57 @@ def tokens_table(emulator: CrusoeEmulator) -> None:
     table(rows, ["token alias", "created at", "state"])
 
 
-def rotate(url: str, title: str) -> dict[str, Any]:
-    """POST to the function and print its answer."""
+def post(url: str, title: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST to the function (a rotation, or a dry run) and print its answer."""
     started = time.monotonic()
-    response = requests.post(url, timeout=120)
-    body: dict[str, Any] = response.json()
+    response = requests.post(url, json=body, timeout=120)
+    answer: dict[str, Any] = response.json()
+    cluster = answer["clusters"][0]
     say(
         f"\n{title}: HTTP {response.status_code} in {time.monotonic() - started:.2f}s "
-        f"(status {body['status']}, function's own duration {body['duration_ms']} ms)"
+        f"(status {answer['status']}, cluster {cluster['name']} at {cluster['server']}, "
+        f"function's own duration {answer['duration_ms']} ms)"
     )
-    say(f"  minted  {body['token']['alias']}  (expires {body['token']['expires_at']})")
-    say(f"  revoked {', '.join(body['revoked']) or 'nothing'}")
-    for namespace in body["namespaces"]:
-        say(f"  {namespace['namespace']:<12} {namespace['result']}")
-    return body
+    if answer.get("dry_run"):
+        say(f"  would revoke {', '.join(answer['would_revoke']) or 'nothing'}; nothing was minted or written")
+    else:
+        say(f"  minted  {answer['token']['alias']}  (expires {answer['token']['expires_at']})")
+        say(f"  revoked {', '.join(answer['revoked']) or 'nothing'}")
+    for namespace in answer["namespaces"]:
+        accounts = ", ".join(f"{a['name']} {a['result']}" for a in namespace.get("service_accounts", []))
+        say(f"  {namespace['namespace']:<12} {namespace['result']:<13} {accounts and 'service accounts: ' + accounts}")
+    return answer
+
+
+def status(url: str) -> int:
+    """GET the status and print it: seconds left per namespace, and the 200/503 verdict."""
+    response = requests.get(url, timeout=120)
+    answer = response.json()
+    margin = answer["expiry_warning_seconds"]
+    say(
+        f"\nStatus (GET): HTTP {response.status_code}: {answer['status']}, earliest expiry in "
+        f"{answer['earliest_expiry_seconds']} s (503 once a target has less than {margin:.0f} s)"
+    )
+    rows = [
+        [n["namespace"], n.get("token_alias") or "", str(n.get("seconds_left")), "yes" if n.get("at_risk") else "no"]
+        for n in answer["namespaces"]
+        if "skipped" not in n
+    ]
+    table(rows, ["namespace", "token alias", "seconds left", "at risk"])
+    return int(response.status_code)
+
+
+def accounts_table(api: client.ApiClient) -> None:
+    """The imagePullSecrets of each namespace's default service account (names only)."""
+    rows = []
+    for namespace in (*NAMESPACES, LATE):
+        try:
+            account = client.CoreV1Api(api).read_namespaced_service_account("default", namespace)
+        except client.ApiException:
+            rows.append([namespace, "(no default service account)"])
+            continue
+        rows.append([namespace, ", ".join(str(ref.name) for ref in account.image_pull_secrets or [])])
+    table(rows, ["namespace", "default service account's imagePullSecrets"])
 
 
 def seed(admin: client.ApiClient, emulator: CrusoeEmulator) -> None:
@@ -95,8 +139,14 @@ def seed(admin: client.ApiClient, emulator: CrusoeEmulator) -> None:
     now = datetime.now(UTC)
     emulator.seed_token("ci-robot", created_at=now - timedelta(days=40))
     emulator.seed_token("ccr-rotator-20261001T000000Z-0d0d0d", created_at=now - timedelta(days=30))
-    for namespace in NAMESPACES:
+    core = client.CoreV1Api(admin)
+    for namespace in (*NAMESPACES, EXCLUDED, TERMINATING):
         kube.create_namespace(admin, namespace)
+    core.delete_namespace(TERMINATING)  # no controller-manager runs, so it stays Terminating
+    refs = [client.V1LocalObjectReference(name="ghcr-login")]
+    core.create_namespaced_service_account(
+        "demo-web", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"), image_pull_secrets=refs)
+    )
     ghcr = {"auths": {"ghcr.io": {"auth": base64.b64encode(b"bot:not-a-real-token").decode()}}}
     client.CoreV1Api(admin).create_namespaced_secret(
         "demo-batch",
@@ -117,14 +167,35 @@ def function_env(emulator: CrusoeEmulator, access_key_id: str, secret_key: str, 
         "CRUSOE_SECRET_KEY": secret_key,
         "REGISTRY_URL": REGISTRY,
         "REGISTRY_USERNAME": "ops@example.com",
-        "TARGET_NAMESPACES": ",".join(NAMESPACES),
+        "TARGET_NAMESPACES": "demo-*",
+        "EXCLUDE_NAMESPACES": EXCLUDED,
+        "PATCH_SERVICE_ACCOUNTS": "default",
+        "CLUSTER_NAME": "demo",
         "KUBECONFIG": str(kubeconfig),
         "KEEP_PREVIOUS_TOKENS": "1",
     }
 
 
+def after(admin: client.ApiClient, emulator: CrusoeEmulator) -> None:
+    """Print the cluster's and the registry's state after the runs."""
+    say(
+        f"\nAfter: every selected namespace holds the newest token; demo-batch kept its ghcr.io login; {EXCLUDED} "
+        f"and {TERMINATING} were never touched."
+    )
+    secrets_table(admin)
+    say("\nService accounts: the pull secret is appended, what was there stays first.")
+    accounts_table(admin)
+    say("\nRegistry tokens after (the previous token is kept for a grace window; the CI robot's is untouched):")
+    tokens_table(emulator)
+    calls = len(emulator.requests)
+    say(
+        f"\nCrusoe API calls in total: {calls} (a list per dry run; mint, list, revoke per rotation; "
+        "never per namespace)."
+    )
+
+
 def main() -> int:
-    """Run the demo; exit 0 when both rotations succeed."""
+    """Run the demo; exit 0 when both rotations succeed and the status is 200."""
     access_key_id = "demo" + secrets.token_hex(4)
     secret_key = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
     say("Starting a real kube-apiserver + etcd on 127.0.0.1 and the Crusoe API emulator ...")
@@ -132,7 +203,9 @@ def main() -> int:
         emulator.add_api_key(access_key_id, secret_key)
         admin = kube.admin_client(plane.handle)
         seed(admin, emulator)
-        account = kube.rotator_service_account(plane.handle, admin, list(NAMESPACES))
+        account = kube.rotator_service_account(
+            plane.handle, admin, [], all_namespaces=True, service_accounts=["default"]
+        )
         kubeconfig = Path(work, "rotator.kubeconfig")
         kubeconfig.write_text(account.kubeconfig)
         kubeconfig.chmod(0o600)
@@ -140,22 +213,25 @@ def main() -> int:
             f"kube-apiserver {plane.handle.version} at {plane.handle.server}; the rotator acts as "
             f"system:serviceaccount:{account.namespace}:{account.name}, bound only by infra/rbac."
         )
+        say(
+            f"Selection: TARGET_NAMESPACES=demo-* EXCLUDE_NAMESPACES={EXCLUDED}; {TERMINATING} is being deleted; "
+            "PATCH_SERVICE_ACCOUNTS=default."
+        )
         say("\nBefore: demo-batch already has a pull secret with someone else's ghcr.io login.")
         secrets_table(admin)
         say("\nRegistry tokens before (one stale rotator token, one token of a CI robot):")
         tokens_table(emulator)
         with start_function(function_env(emulator, access_key_id, secret_key, kubeconfig)) as function:
             say(f"\nServing the function: functions-framework --target rotate on {function.url}")
-            first = rotate(function.url, "First rotation")
-            second = rotate(function.url, "Second rotation")
-        say("\nAfter: every namespace holds the newest token; demo-batch kept its ghcr.io login.")
-        secrets_table(admin)
-        say("\nRegistry tokens after (the previous token is kept for a grace window; the CI robot's is untouched):")
-        tokens_table(emulator)
-        calls = len(emulator.requests)
-        say(f"\nCrusoe API calls in total: {calls} (mint, list and revoke; the count does not grow with namespaces).")
+            post(function.url, "Dry run (every write checked by the API server's dry run)", {"dry_run": True})
+            first = post(function.url, "First rotation")
+            kube.create_namespace(admin, LATE)
+            say(f"\nA team creates namespace {LATE}; the next run selects it afresh.")
+            second = post(function.url, "Second rotation")
+            health = status(function.url)
+        after(admin, emulator)
         admin.close()  # type: ignore[no-untyped-call]
-    ok = first["status"] == "ok" and second["status"] == "ok"
+    ok = first["status"] == "ok" and second["status"] == "ok" and health == HTTPStatus.OK
     say("\nDemo finished: everything it started has been stopped." if ok else "\nDemo FAILED.")
     return 0 if ok else 1
 

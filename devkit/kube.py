@@ -42,8 +42,11 @@ class RenderRBAC(Protocol):
         secret_name: str,
         service_account_namespace: str,
         service_account_name: str,
+        *,
+        service_accounts: list[str] | None = None,
+        all_namespaces: bool = False,
     ) -> list[dict[str, Any]]:
-        """Return ServiceAccount, Role and RoleBinding objects as plain dicts."""
+        """Return ServiceAccount, (Cluster)Role and (Cluster)RoleBinding objects as plain dicts."""
         ...
 
 
@@ -152,14 +155,24 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
     service_account_name: str = SERVICE_ACCOUNT_NAME,
     token_seconds: int = 3600,
     render: RenderRBAC | None = None,
+    service_accounts: list[str] | None = None,
+    all_namespaces: bool = False,
 ) -> ServiceAccountAccess:
     """Apply the project's RBAC for ``target_namespaces`` and mint a TokenRequest token for the account.
 
     The ServiceAccount's namespace is fresh by default, so accounts of different tests never share
-    bindings (a test's "forbidden in another namespace" stays true).
+    bindings (a test's "forbidden in another namespace" stays true). ``service_accounts`` and
+    ``all_namespaces`` select the RBAC modes of ``rules.json`` (PATCH_SERVICE_ACCOUNTS; globs or selectors).
     """
     sa_namespace = create_namespace(api, service_account_namespace, prefix="rotator")
-    objects = (render or load_rbac_renderer())(target_namespaces, secret_name, sa_namespace, service_account_name)
+    objects = (render or load_rbac_renderer())(
+        target_namespaces,
+        secret_name,
+        sa_namespace,
+        service_account_name,
+        service_accounts=service_accounts,
+        all_namespaces=all_namespaces,
+    )
     apply_objects(api, objects)
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=token_seconds)

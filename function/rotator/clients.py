@@ -2,35 +2,74 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 
 import requests
 
-from rotator.config import LocalFile, SecretManagerRef, Settings
+from rotator.config import ClusterConfig, LocalFile, SecretManagerRef, Settings, parse_clusters
 from rotator.crusoe import CrusoeClient
 from rotator.errors import SecretStoreError
+from rotator.fleet import Cluster, Target
 from rotator.kube import KubeClient
 from rotator.kubeconfig import parse_kubeconfig
+from rotator.rotation import Registry
 from rotator.secretstore import SCOPES, SecretManager, SecretReader, load_credentials, load_kubeconfig
 
 
 @dataclass
 class Clients:
-    """The clients one call uses; close them when the call is done."""
+    """The clients one call uses: the registry's, and one target per cluster; close them when the call is done."""
 
-    kube: KubeClient
-    crusoe: CrusoeClient | None
+    crusoe: Registry | None
+    targets: list[Target]
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Release the pooled connections of both clients."""
-        self.kube.close()
-        if self.crusoe is not None:
-            self.crusoe.close()
+        """Release the pooled connections of every client built."""
+        for close in self.closers:
+            close()
+
+
+class _Connections:
+    """Builds each cluster's client when the operation first asks for it (in a worker), and closes them all."""
+
+    def __init__(self, settings: Settings, reader: SecretReader | None) -> None:
+        self._settings = settings
+        self._reader = reader
+        self._built: list[KubeClient] = []
+        self._lock = threading.Lock()
+
+    def connect(self, config: ClusterConfig) -> Cluster:
+        """A client for one cluster; every failure here is that cluster's, before any token exists."""
+        kubeconfig, local = load_kubeconfig(config.kubeconfig, self._reader)
+        access = parse_kubeconfig(
+            kubeconfig,
+            context=config.context,
+            base_dir=local.path.parent if isinstance(local, LocalFile) else None,
+        )
+        kube = KubeClient(access, pool_size=self._settings.max_parallel_writes)
+        with self._lock:
+            self._built.append(kube)
+        return kube
+
+    def close(self) -> None:
+        with self._lock:
+            built, self._built = self._built, []
+        for kube in built:
+            kube.close()
+
+
+def _needs_secret_manager(settings: Settings) -> bool:
+    sources = [settings.credentials, settings.clusters_secret, *(c.kubeconfig for c in settings.clusters)]
+    return any(isinstance(source, SecretManagerRef) for source in sources)
 
 
 def secret_reader(settings: Settings) -> SecretReader | None:
     """A Secret Manager client with application default credentials, if any setting names a secret."""
-    if not isinstance(settings.credentials, SecretManagerRef) and not isinstance(settings.kubeconfig, SecretManagerRef):
+    if not _needs_secret_manager(settings):
         return None
     # Imported here, not at the top: google-auth costs about a quarter second of cold start and local runs
     # that read no secret from Secret Manager never need it.
@@ -49,21 +88,28 @@ def secret_reader(settings: Settings) -> SecretReader | None:
     return SecretManager(settings.secret_manager_endpoint, session)
 
 
-def connect(settings: Settings, *, with_registry: bool = True) -> Clients:
-    """Read the secrets and build the clients; every failure here happens before any token exists."""
-    reader = secret_reader(settings)
-    kubeconfig, local = load_kubeconfig(settings.kubeconfig, reader)
-    access = parse_kubeconfig(
-        kubeconfig,
-        context=settings.kube_context,
-        base_dir=local.path.parent if isinstance(local, LocalFile) else None,
-    )
-    kube = KubeClient(access, pool_size=settings.max_parallel_writes)
-    if not with_registry:
-        return Clients(kube=kube, crusoe=None)
+def clusters_of(settings: Settings, reader: SecretReader | None) -> tuple[ClusterConfig, ...]:
+    """The configured clusters: from the settings, or read from CLUSTERS_SECRET and checked now."""
+    if settings.clusters_secret is None:
+        return settings.clusters
+    if reader is None:  # pragma: no cover - secret_reader builds one whenever CLUSTERS_SECRET is set
+        raise SecretStoreError("no Secret Manager client to read CLUSTERS_SECRET")
+    name = settings.clusters_secret.version_name
     try:
-        credentials = load_credentials(settings.credentials, reader)
-    except BaseException:
-        kube.close()
-        raise
-    return Clients(kube=kube, crusoe=CrusoeClient(settings.api_endpoint, credentials, requests.Session()))
+        text = reader.access(name).decode()
+    except UnicodeDecodeError:
+        raise SecretStoreError(f"the payload of {name} is not UTF-8 text") from None
+    return parse_clusters(text, "CLUSTERS_SECRET")
+
+
+def connect(settings: Settings, *, with_registry: bool = True) -> Clients:
+    """Read the secrets the call needs and prepare the clients; clusters are connected inside the operation."""
+    reader = secret_reader(settings)
+    configs = clusters_of(settings, reader)
+    connections = _Connections(settings, reader)
+    targets = [Target(config, partial(connections.connect, config)) for config in configs]
+    if not with_registry:
+        return Clients(crusoe=None, targets=targets, closers=[connections.close])
+    credentials = load_credentials(settings.credentials, reader)
+    crusoe = CrusoeClient(settings.api_endpoint, credentials, requests.Session())
+    return Clients(crusoe=crusoe, targets=targets, closers=[connections.close, crusoe.close])

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from rotator.errors import ConfigError
 from rotator.secret import SecretStr
+from rotator.selection import NamespaceSelection, parse_globs, parse_namespaces, parse_selector, split_list
 
 DEFAULT_API_ENDPOINT: Final = "https://api.cloud.crusoe.ai/v1alpha5"
 DEFAULT_SECRET_MANAGER_ENDPOINT: Final = "https://secretmanager.googleapis.com"
@@ -57,6 +58,42 @@ VARIABLES: Final = (
     "ALLOWED_INVOKERS",
     "INVOKER_AUDIENCE",
     "INVOKER_CERTS_URL",
+    "TARGET_NAMESPACE_SELECTOR",
+    "EXCLUDE_NAMESPACES",
+    "PATCH_SERVICE_ACCOUNTS",
+    "EXPIRY_WARNING_HOURS",
+    "CLUSTER_NAME",
+    "CLUSTERS",
+    "CLUSTERS_SECRET",
+    "MAX_PARALLEL_CLUSTERS",
+    "EVENTS",
+)
+#: The variables that describe the one cluster of the shorthand; CLUSTERS (or CLUSTERS_SECRET) replaces them all.
+SINGLE_CLUSTER_VARIABLES: Final = (
+    "CLUSTER_NAME",
+    "TARGET_NAMESPACES",
+    "TARGET_NAMESPACE",
+    "TARGET_NAMESPACE_SELECTOR",
+    "EXCLUDE_NAMESPACES",
+    "PATCH_SERVICE_ACCOUNTS",
+    "KUBECONFIG_SECRET",
+    "KUBECONFIG",
+    "KUBE_CONTEXT",
+)
+DEFAULT_CLUSTER_NAME: Final = "default"
+DEFAULT_MAX_PARALLEL_CLUSTERS: Final = 4
+#: The fields a CLUSTERS entry may have.
+CLUSTER_FIELDS: Final = frozenset(
+    {
+        "name",
+        "kubeconfig_secret",
+        "kubeconfig",
+        "context",
+        "namespaces",
+        "namespace_selector",
+        "exclude_namespaces",
+        "service_accounts",
+    }
 )
 
 #: The limits the Terraform module checks too (``infra/modules/rotator/variables.tf`` reads the same file).
@@ -71,6 +108,8 @@ _REGISTRY_HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,
 _URLSAFE_BASE64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _LOG_LEVELS: Final = tuple(LIMITS["log_levels"])
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_CLUSTER_NAME = re.compile(LIMITS["cluster_name"]["pattern"])
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -109,47 +148,79 @@ KubeconfigSource = SecretManagerRef | LocalFile
 
 
 @dataclass(frozen=True)
+class ServiceAccounts:
+    """The service accounts whose ``imagePullSecrets`` get the pull secret: some names, or every one."""
+
+    names: tuple[str, ...] = ()
+    every: bool = False
+
+    def __bool__(self) -> bool:
+        return self.every or bool(self.names)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One cluster: how to reach it, which namespaces it has the secret in, which service accounts to patch."""
+
+    name: str
+    kubeconfig: KubeconfigSource
+    context: str | None
+    selection: NamespaceSelection
+    service_accounts: ServiceAccounts = ServiceAccounts()
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Everything a rotation needs to know, validated."""
+    """Everything a rotation needs to know, validated.
+
+    ``clusters`` is empty when ``clusters_secret`` names a Secret Manager version holding the list (read and
+    checked with :func:`parse_clusters` at call time).
+    """
 
     credentials: CredentialsSource
     api_endpoint: str
     registry: str
     registry_username: str
     secret_name: str
-    namespaces: tuple[str, ...]
+    clusters: tuple[ClusterConfig, ...]
+    clusters_secret: SecretManagerRef | None
     token_lifetime: timedelta
+    expiry_warning: timedelta
     alias_prefix: str
     keep_previous_tokens: int
-    kubeconfig: KubeconfigSource
-    kube_context: str | None
     secret_manager_endpoint: str
     max_parallel_writes: int
+    max_parallel_clusters: int
     log_level: str
     invokers: InvokerPolicy | None = None  # None: Google's front door (the invoker IAM role) decides
+    events: str = "all"
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse ``env`` into :class:`Settings`; raise :class:`ConfigError` naming every bad variable."""
     reader = _Reader(env)
+    token_hours = reader.limited("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS)
+    clusters, clusters_secret = reader.clusters()
     settings = Settings(
         credentials=reader.credentials(),
         api_endpoint=reader.api_endpoint(),
         registry=reader.registry(),
         registry_username=reader.required("REGISTRY_USERNAME"),
         secret_name=reader.secret_name(),
-        namespaces=reader.namespaces(),
-        token_lifetime=timedelta(hours=reader.limited("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS)),
+        clusters=clusters,
+        clusters_secret=clusters_secret,
+        token_lifetime=timedelta(hours=token_hours),
+        expiry_warning=reader.expiry_warning(token_hours),
         alias_prefix=reader.alias_prefix(),
         keep_previous_tokens=reader.limited("KEEP_PREVIOUS_TOKENS", DEFAULT_KEEP_PREVIOUS),
-        kubeconfig=reader.kubeconfig(),
-        kube_context=reader.optional("KUBE_CONTEXT"),
         secret_manager_endpoint=reader.url(
             "SECRET_MANAGER_ENDPOINT", reader.optional("SECRET_MANAGER_ENDPOINT") or DEFAULT_SECRET_MANAGER_ENDPOINT
         ),
         max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
+        max_parallel_clusters=reader.limited("MAX_PARALLEL_CLUSTERS", DEFAULT_MAX_PARALLEL_CLUSTERS),
         log_level=reader.log_level(),
         invokers=reader.invokers(),
+        events=reader.choice("EVENTS", tuple(LIMITS["events"])),
     )
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -198,7 +269,7 @@ class _Reader:
         return value
 
     def limited(self, name: str, default: int) -> int:
-        """A whole number within the bounds ``limits.json`` gives for ``name``."""
+        """A whole number within the bounds ``limits.json`` gives for ``name`` (``default`` when unset)."""
         low, high = LIMITS[name.lower()]["min"], LIMITS[name.lower()]["max"]
         raw = self.optional(name)
         if raw is None:
@@ -272,19 +343,53 @@ class _Reader:
             self.problems["TARGET_SECRET_NAME"] = f"must be a valid Kubernetes object name, got {name!r}"
         return name
 
-    def namespaces(self) -> tuple[str, ...]:
+    def clusters(self) -> tuple[tuple[ClusterConfig, ...], SecretManagerRef | None]:
+        """The cluster list: from CLUSTERS, from a Secret Manager version (CLUSTERS_SECRET), or the shorthand."""
+        raw, secret = self.optional("CLUSTERS"), self.optional("CLUSTERS_SECRET")
+        given = [name for name in ("CLUSTERS", "CLUSTERS_SECRET") if self.optional(name)]
+        if not given:
+            return (self.single_cluster(),), None
+        mixed = [name for name in SINGLE_CLUSTER_VARIABLES if self.optional(name)]
+        if len(given) > 1 or mixed:
+            also = ", ".join([*given[1:], *mixed])
+            self.problems[given[0]] = (
+                f"set one of CLUSTERS, CLUSTERS_SECRET or the one-cluster variables (also set: {also})"
+            )
+        if secret is not None:
+            return (), SecretManagerRef(self.secret_version("CLUSTERS_SECRET", secret))
+        try:
+            return parse_clusters(raw or "", "CLUSTERS"), None
+        except ConfigError as exc:
+            self.problems.update(exc.problems)
+            return (), None
+
+    def single_cluster(self) -> ClusterConfig:
+        """The one cluster of the shorthand variables (TARGET_NAMESPACES, KUBECONFIG, ...)."""
+        name = self.optional("CLUSTER_NAME") or DEFAULT_CLUSTER_NAME
+        if not _CLUSTER_NAME.fullmatch(name):
+            self.problems["CLUSTER_NAME"] = f"must be 1 to 40 lower-case letters, digits or '-', got {name!r}"
         found = self.first("TARGET_NAMESPACES", "TARGET_NAMESPACE")
-        if found is None:
-            self.problems["TARGET_NAMESPACES"] = "is required: a comma-separated list of namespaces"
-            return ()
-        name, raw = found
-        names = [part.strip() for part in raw.split(",") if part.strip()]
-        bad = [n for n in names if not _DNS_LABEL.fullmatch(n)]
-        if bad:
-            self.problems[name] = f"not valid namespace names: {', '.join(repr(b) for b in bad)}"
-        if not names:
-            self.problems[name] = "lists no namespace"
-        return tuple(dict.fromkeys(names))
+        namespaces_var = found[0] if found else "TARGET_NAMESPACES"
+        fields = _ClusterFields(
+            namespaces=found[1] if found else None,
+            selector=self.optional("TARGET_NAMESPACE_SELECTOR"),
+            exclude=self.optional("EXCLUDE_NAMESPACES"),
+            service_accounts=self.optional("PATCH_SERVICE_ACCOUNTS"),
+        )
+        names = _FieldNames(namespaces_var, "TARGET_NAMESPACE_SELECTOR", "EXCLUDE_NAMESPACES", "PATCH_SERVICE_ACCOUNTS")
+        selection, accounts = _cluster_fields(fields, names, self.problems)
+        return ClusterConfig(name, self.kubeconfig(), self.optional("KUBE_CONTEXT"), selection, accounts)
+
+    def expiry_warning(self, token_hours: int) -> timedelta:
+        """EXPIRY_WARNING_HOURS, below the token's lifetime; a quarter of the lifetime by default."""
+        hours = self.limited("EXPIRY_WARNING_HOURS", 0)
+        if hours == 0:
+            return timedelta(hours=token_hours) / 4
+        if hours >= token_hours:
+            self.problems["EXPIRY_WARNING_HOURS"] = (
+                f"must be less than TOKEN_EXPIRATION_HOURS ({token_hours}), or every token would count as at risk"
+            )
+        return timedelta(hours=hours)
 
     def alias_prefix(self) -> str:
         found = self.first("TOKEN_ALIAS_PREFIX", "TOKEN_ALIAS")
@@ -298,6 +403,7 @@ class _Reader:
         return prefix
 
     def kubeconfig(self) -> KubeconfigSource:
+        """KUBECONFIG_SECRET or KUBECONFIG, exactly one."""
         secret_ref = self.optional("KUBECONFIG_SECRET")
         path = self.optional("KUBECONFIG")
         if secret_ref is not None and path is not None:
@@ -312,6 +418,14 @@ class _Reader:
         if ":" in path:
             self.problems["KUBECONFIG"] = "must name one file (a list of files is not supported)"
         return LocalFile(Path(path).expanduser())
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (lower case), the first being the default."""
+        value = (self.optional(name) or allowed[0]).lower()
+        if value not in allowed:
+            self.problems[name] = f"must be one of {', '.join(allowed)}, got {value!r}"
+            return allowed[0]
+        return value
 
     def log_level(self) -> str:
         raw = (self.optional("LOG_LEVEL") or "INFO").upper()
@@ -355,3 +469,143 @@ def check_secret_key(value: str, report: Callable[[str], None]) -> None:
         base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         report("is not valid base64 (wrong length?); copy the secret key exactly as Crusoe showed it")
+
+
+@dataclass(frozen=True)
+class _ClusterFields:
+    """A cluster's selection fields as given (strings or lists), before parsing."""
+
+    namespaces: object = None
+    selector: object = None
+    exclude: object = None
+    service_accounts: object = None
+
+
+@dataclass(frozen=True)
+class _FieldNames:
+    """How to name each field in a problem: a variable name, or ``CLUSTERS[i].field``."""
+
+    namespaces: str
+    selector: str
+    exclude: str
+    service_accounts: str
+
+
+def _cluster_fields(
+    fields: _ClusterFields, names: _FieldNames, problems: dict[str, str]
+) -> tuple[NamespaceSelection, ServiceAccounts]:
+    """Parse the selection and service accounts of one cluster, recording every problem under its name."""
+
+    def report(name: str) -> Callable[[str], None]:
+        return lambda problem: problems.__setitem__(name, problem)
+
+    names_given, patterns = parse_namespaces(
+        _entries(fields.namespaces, names.namespaces, problems), report(names.namespaces)
+    )
+    selector = None
+    if fields.selector is not None:
+        if not isinstance(fields.selector, str):
+            problems[names.selector] = "must be a label selector string such as team=ml,tier!=dev"
+        else:
+            try:
+                selector = parse_selector(fields.selector)
+            except ValueError as exc:
+                problems[names.selector] = f"is not a valid label selector: it {exc}"
+    if not names_given and not patterns and selector is None and names.namespaces not in problems:
+        problems[names.namespaces] = (
+            "lists no namespace"
+            if fields.namespaces is not None
+            else f"is required: comma-separated namespaces or globs ('*' for all), or set {names.selector}"
+        )
+    exclude = parse_globs(_entries(fields.exclude, names.exclude, problems), report(names.exclude))
+    selection = NamespaceSelection(names_given, patterns, selector, exclude)
+    return selection, _service_accounts(fields.service_accounts, names.service_accounts, problems)
+
+
+def _entries(raw: object, name: str, problems: dict[str, str]) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(item, str) for item in raw)):
+        return split_list(raw)
+    problems[name] = "must be a comma-separated string or a list of strings"
+    return []
+
+
+def _service_accounts(raw: object, name: str, problems: dict[str, str]) -> ServiceAccounts:
+    entries = _entries(raw, name, problems)
+    if entries == ["*"]:
+        return ServiceAccounts(every=True)
+    bad = [e for e in entries if len(e) > _SECRET_NAME_MAX or not _SERVICE_ACCOUNT.fullmatch(e)]
+    if bad:
+        problems[name] = f"not valid service account names (or '*' alone): {', '.join(repr(b) for b in bad)}"
+    limit = LIMITS["service_account_count"]["max"]
+    if len(entries) > limit:
+        problems[name] = f"names more than {limit} service accounts: use '*' for every one"
+    return ServiceAccounts(names=tuple(dict.fromkeys(e for e in entries if e not in bad)))
+
+
+def parse_clusters(text: str, where: str) -> tuple[ClusterConfig, ...]:
+    """The ``CLUSTERS`` JSON list (from the environment or a Secret Manager payload), every problem named.
+
+    Raises:
+        ConfigError: the text is not a list of cluster objects, or any entry is invalid.
+    """
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ConfigError({where: "is not valid JSON (a list of cluster objects)"}) from None
+    limit = LIMITS["cluster_count"]["max"]
+    if not isinstance(document, list) or not document or not all(isinstance(e, dict) for e in document):
+        raise ConfigError(
+            {where: 'must be a non-empty JSON list of objects like {"name": ..., "kubeconfig_secret": ...}'}
+        )
+    if len(document) > limit:
+        raise ConfigError({where: f"lists more than {limit} clusters: split them into groups"})
+    problems: dict[str, str] = {}
+    clusters = [_cluster(entry, f"{where}[{index}]", problems) for index, entry in enumerate(document)]
+    names = [cluster.name for cluster in clusters]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems[where] = f"names clusters more than once: {', '.join(duplicates)}"
+    if problems:
+        raise ConfigError(problems)
+    return tuple(clusters)
+
+
+def _cluster(entry: dict[str, Any], where: str, problems: dict[str, str]) -> ClusterConfig:
+    unknown = sorted(set(entry) - CLUSTER_FIELDS)
+    if unknown:
+        problems[where] = f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CLUSTER_FIELDS))}"
+    name = entry.get("name")
+    if not isinstance(name, str) or not _CLUSTER_NAME.fullmatch(name):
+        problems[f"{where}.name"] = (
+            "must be 1 to 40 lower-case letters, digits or '-', starting and ending alphanumeric"
+        )
+        name = str(name)
+    secret, path = entry.get("kubeconfig_secret"), entry.get("kubeconfig")
+    kubeconfig: KubeconfigSource = LocalFile(Path())
+    if (secret is None) == (path is None):
+        problems[f"{where}.kubeconfig_secret"] = "set exactly one of kubeconfig_secret (Secret Manager) or kubeconfig"
+    elif isinstance(secret, str) and _SECRET_VERSION.match(secret):
+        kubeconfig = SecretManagerRef(secret)
+    elif isinstance(path, str) and path and ":" not in path:
+        kubeconfig = LocalFile(Path(path).expanduser())
+    else:
+        problems[f"{where}.kubeconfig_secret"] = (
+            "must be a Secret Manager version name (projects/P/secrets/S/versions/latest), or kubeconfig one local file"
+        )
+    context = entry.get("context")
+    if context is not None and not isinstance(context, str):
+        problems[f"{where}.context"] = "must be a string"
+        context = None
+    fields = _ClusterFields(
+        entry.get("namespaces"),
+        entry.get("namespace_selector"),
+        entry.get("exclude_namespaces"),
+        entry.get("service_accounts"),
+    )
+    field_names = _FieldNames(
+        *(f"{where}.{f}" for f in ("namespaces", "namespace_selector", "exclude_namespaces", "service_accounts"))
+    )
+    selection, accounts = _cluster_fields(fields, field_names, problems)
+    return ClusterConfig(name, kubeconfig, context or None, selection, accounts)

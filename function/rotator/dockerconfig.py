@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from rotator.errors import SecretConflictError
@@ -58,8 +58,8 @@ def require_compatible(existing: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     try:
         config = json.loads(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, ValueError):
-        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON") from None
+    except (binascii.Error, ValueError, RecursionError):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON (or nests too deep)") from None
     if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
         raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not a docker config object")
     return config
@@ -122,7 +122,7 @@ def describe(secret: dict[str, Any] | None, registry: str) -> dict[str, Any]:
     if secret.get("type") == DOCKERCONFIG_TYPE and encoded:
         try:
             entry_present = registry in json.loads(base64.b64decode(encoded)).get("auths", {})
-        except (binascii.Error, ValueError, AttributeError):
+        except (binascii.Error, ValueError, AttributeError, TypeError, RecursionError):
             entry_present = False
     return {
         "exists": True,
@@ -133,3 +133,24 @@ def describe(secret: dict[str, Any] | None, registry: str) -> dict[str, Any]:
         "token_alias": annotations.get(TOKEN_ALIAS),
         "expires_at": annotations.get(EXPIRES_AT),
     }
+
+
+def _annotation(secret: dict[str, Any] | None, key: str) -> str | None:
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(key) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def token_alias_of(secret: dict[str, Any] | None) -> str | None:
+    """The alias of the token a pull secret holds (from the rotator's annotation)."""
+    return _annotation(secret, TOKEN_ALIAS)
+
+
+def expires_at_of(secret: dict[str, Any] | None) -> datetime | None:
+    """When the token a pull secret holds expires (from the rotator's annotation), if it says so readably."""
+    value = _annotation(secret, EXPIRES_AT)
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or UTC) if parsed else None

@@ -120,6 +120,14 @@ class KubeError(ApiError):
     """The Kubernetes API refused or failed a request for one namespace or for the whole cluster."""
 
 
+class NamespaceGoneError(KubeError):
+    """The namespace does not exist (``terminating`` False) or is being deleted: nothing can be created there."""
+
+    def __init__(self, message: str, *, status: int, terminating: bool) -> None:
+        super().__init__(message, status=status, retryable=False)
+        self.terminating = terminating
+
+
 def http_status(error: RotatorError) -> HTTPStatus:
     """The HTTP status that answers a request which ended in ``error``: the one mapping."""
     if isinstance(error, BadRequestError):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Final, Literal
 
@@ -15,27 +16,37 @@ from rotator import logs
 from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
 from rotator.errors import BadRequestError, RotatorError, http_status
+from rotator.fleet import alias_prefix_for, choose
 from rotator.requests_guard import RequestGuard
-from rotator.rotation import plan, rotate, status
+from rotator.rotation import plan, rotate
+from rotator.status import status
 
 log = logging.getLogger(__name__)
 
-_ALLOWED_FIELDS: Final = {"dry_run"}
+_ALLOWED_FIELDS: Final = {"dry_run", "clusters"}
 
 Operation = Literal["status", "plan", "rotate"]
 
 
-def parse_body(raw: bytes) -> bool:
-    """The ``dry_run`` flag from an optional JSON object body.
+@dataclass(frozen=True)
+class RunRequest:
+    """What a POST asks for: a dry run or not, and which clusters (None: every configured one)."""
+
+    dry_run: bool = False
+    clusters: tuple[str, ...] | None = None
+
+
+def parse_body(raw: bytes) -> RunRequest:
+    """The request from an optional JSON object body: ``{"dry_run": bool, "clusters": [names]}``.
 
     Raises:
-        BadRequestError: the body is not a JSON object, has unknown fields, or ``dry_run`` is not a boolean.
+        BadRequestError: the body is not a JSON object, has unknown fields, or a field has the wrong type.
     """
     if not raw.strip():
-        return False
+        return RunRequest()
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequestError("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequestError("the request body must be a JSON object")
@@ -45,7 +56,12 @@ def parse_body(raw: bytes) -> bool:
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise BadRequestError("dry_run must be true or false")
-    return dry_run
+    clusters = body.get("clusters")
+    if clusters is None:
+        return RunRequest(dry_run)
+    if not isinstance(clusters, list) or not clusters or not all(isinstance(c, str) and c for c in clusters):
+        raise BadRequestError("clusters must be a non-empty list of configured cluster names")
+    return RunRequest(dry_run, tuple(dict.fromkeys(clusters)))
 
 
 def _answer(body: Mapping[str, Any], status: HTTPStatus, **headers: str) -> flask.Response:
@@ -92,13 +108,15 @@ class Handler:
     def _dispatch(self, request: flask.Request) -> flask.Response:
         try:
             self._guard.screen(request, self._load_settings)  # 4xx before anything is built or read
-            operation = _operation(request)
+            operation, run = _operation(request)
             settings = self._load_settings()
-            clients = self._connector(settings, with_registry=operation == "rotate")
+            clients = self._connector(settings, with_registry=operation != "status")
         except RotatorError as exc:
             return _failed(exc)
         try:
-            return _perform(operation, settings, clients)
+            return _perform(operation, run, settings, clients)
+        except RotatorError as exc:
+            return _failed(exc)
         finally:
             clients.close()
 
@@ -109,27 +127,27 @@ class Handler:
         return self._settings
 
 
-def _operation(request: flask.Request) -> Operation:
+def _operation(request: flask.Request) -> tuple[Operation, RunRequest]:
     """GET is status; POST rotates, or plans when its body asks for a dry run."""
     if request.method == "GET":
-        return "status"
-    return "plan" if parse_body(request.get_data()) else "rotate"
+        return "status", RunRequest()
+    run = parse_body(request.get_data())
+    return ("plan" if run.dry_run else "rotate"), run
 
 
-def _perform(operation: Operation, settings: Settings, clients: Clients) -> flask.Response:
+def _perform(operation: Operation, run: RunRequest, settings: Settings, clients: Clients) -> flask.Response:
     """Run one operation with clients that are ready (every failure from here on is in the answer's body)."""
+    targets = choose(clients.targets, run.clusters)
     if operation == "status":
-        namespaces = status(settings, clients.kube)
-        return _answer(
-            {"namespaces": namespaces, "secret_name": settings.secret_name, "registry": settings.registry},
-            HTTPStatus.OK,
-        )
-    if operation == "plan":
-        report = plan(settings, clients.kube)
-    elif clients.crusoe is None:  # connect() builds one whenever it is asked with_registry
+        answer = status(settings, targets)
+        return _answer(answer.to_json(), answer.http_status())
+    every = [target.config.name for target in clients.targets]
+    prefix = alias_prefix_for(settings.alias_prefix, [t.config.name for t in targets], every)
+    scoped = replace(settings, alias_prefix=prefix)
+    if clients.crusoe is None:  # connect() builds one whenever it is asked with_registry
         return _failed(RotatorError("no Crusoe API client was built for the rotation"))
-    else:
-        report = rotate(settings, clients.crusoe, clients.kube)
+    run_operation = plan if operation == "plan" else rotate
+    report = run_operation(scoped, clients.crusoe, targets)
     return _answer(report.to_json(), report.http_status())
 
 

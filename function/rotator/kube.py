@@ -33,6 +33,8 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -41,9 +43,10 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rotator.errors import KubeconfigError, KubeError, RotatorError
+from rotator.errors import KubeconfigError, KubeError, NamespaceGoneError, RotatorError
 from rotator.kubeconfig import ClusterAccess
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
+from rotator.selection import NamespaceInfo
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,16 @@ T = TypeVar("T")
 FIELD_MANAGER: Final = "ccr-pull-secret-rotator"
 TIMEOUT: Final = (5.0, 20.0)
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a Secret is at most 1 MiB; anything far larger is not an answer to us
+PAGE_SIZE: Final = 500  # a page of namespaces or service accounts stays far below MAX_BODY_BYTES
 _APPLY: Final = "application/apply-patch+yaml"
+_MERGE_PATCH: Final = "application/merge-patch+json"
 _APPLY_QUERY: Final = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+_DRY_RUN: Final = ("dryRun", "All")
 _SECRET_PATH: Final = "/api/v1/namespaces/{namespace}/secrets/{name}"
+_NAMESPACES_PATH: Final = "/api/v1/namespaces"
+_ACCOUNTS_PATH: Final = "/api/v1/namespaces/{namespace}/serviceaccounts"
+_ACCOUNT_PATH: Final = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+_EVENTS_PATH: Final = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
 _RETRY_STATUSES: Final = frozenset(
     {
         HTTPStatus.TOO_MANY_REQUESTS,
@@ -67,7 +77,7 @@ _RETRY_STATUSES: Final = frozenset(
 _HINTS: Final[dict[int, str]] = {
     HTTPStatus.UNAUTHORIZED: "the kubeconfig's credentials were not accepted (expired token or certificate?): "
     "renew the kubeconfig",
-    HTTPStatus.FORBIDDEN: "forbidden: grant the rotator's identity the Role from infra/rbac in this namespace",
+    HTTPStatus.FORBIDDEN: "forbidden: grant the rotator's identity the RBAC from infra/rbac",
     HTTPStatus.NOT_FOUND: "not found (does the namespace exist?)",
     HTTPStatus.CONFLICT: "it changed while the rotator was writing it (conflict); the next run will retry",
     HTTPStatus.UNPROCESSABLE_ENTITY: "the API server rejected the secret as invalid",
@@ -154,60 +164,132 @@ class KubeClient:
         """Release pooled connections."""
         self._api.close()  # type: ignore[no-untyped-call] # the generated client leaves it unannotated
 
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig names it (reports show it, so a wrong cluster is obvious)."""
+        return self._server
+
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The secret as the API server holds it, or None if it (or its namespace) does not exist."""
+        return self._read(
+            _SECRET_PATH, {"namespace": namespace, "name": name}, f"secret {name!r} in namespace {namespace!r}"
+        )
 
-        def attempt(_: int) -> dict[str, Any] | None:
-            response = self._call("GET", namespace, name)
-            if response.status == HTTPStatus.NOT_FOUND:
-                response.drain_conn()
-                return None
-            return self._answer("read", response, namespace, name)
-
-        return self._with_retries(attempt, f"reading secret {name!r} in namespace {namespace!r}")
-
-    def apply_secret(self, namespace: str, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    def apply_secret(
+        self, namespace: str, name: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Server-side apply ``manifest`` as the rotator's field manager (force: the rotator owns its fields).
 
         A ``metadata.resourceVersion`` in the manifest makes this a conditional write (409 if it changed);
-        a 409 is not retried here: the rotation reads the secret again and merges.
+        a 409 is not retried here: the rotation reads the secret again and merges. With ``dry_run`` the API
+        server runs authorization, admission and validation and stores nothing.
         """
-        body = json.dumps(manifest)  # once, not per attempt; JSON is YAML, as apply-patch+yaml asks
+        query = [*_APPLY_QUERY, _DRY_RUN] if dry_run else _APPLY_QUERY
+        return self._write(
+            _SECRET_PATH,
+            {"namespace": namespace, "name": name},
+            f"secret {name!r} in namespace {namespace!r}",
+            Request(method="PATCH", query=query, body=json.dumps(manifest), content_type=_APPLY),
+        )
 
+    def list_namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace, page by page: its name, labels, and whether it is being deleted."""
+        items = self._list(_NAMESPACES_PATH, {}, "namespaces")
+        return [
+            NamespaceInfo(
+                name=str(meta.get("name", "")),
+                labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+                terminating=bool(meta.get("deletionTimestamp"))
+                or (item.get("status") or {}).get("phase") == "Terminating",
+            )
+            for item in items
+            if isinstance(meta := item.get("metadata"), dict)
+        ]
+
+    def read_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A service account, or None if it does not exist."""
+        where = f"service account {name!r} in namespace {namespace!r}"
+        return self._read(_ACCOUNT_PATH, {"namespace": namespace, "name": name}, where)
+
+    def list_service_accounts(self, namespace: str) -> list[dict[str, Any]]:
+        """Every service account of ``namespace``, page by page."""
+        return self._list(_ACCOUNTS_PATH, {"namespace": namespace}, f"service accounts in namespace {namespace!r}")
+
+    def patch_service_account(
+        self, namespace: str, name: str, patch: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """JSON merge patch of a service account (a ``metadata.resourceVersion`` in it is a precondition)."""
+        return self._write(
+            _ACCOUNT_PATH,
+            {"namespace": namespace, "name": name},
+            f"service account {name!r} in namespace {namespace!r}",
+            Request(
+                method="PATCH",
+                query=[("fieldManager", FIELD_MANAGER), *([_DRY_RUN] if dry_run else [])],
+                body=patch,
+                content_type=_MERGE_PATCH,
+            ),
+        )
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        """Record an ``events.k8s.io/v1`` Event (one try: an event is worth less than a retry's wait)."""
+        request = Request(method="POST", body=event, content_type="application/json")
+        response = self._call(_EVENTS_PATH, {"namespace": namespace}, request)
+        self._answer("record an event", response, f"in namespace {namespace!r}")
+
+    def _read(self, path: str, params: dict[str, str], what: str) -> dict[str, Any] | None:
+        def attempt(_: int) -> dict[str, Any] | None:
+            response = self._call(path, params, Request())
+            if response.status == HTTPStatus.NOT_FOUND:
+                response.drain_conn()
+                return None
+            return self._answer("read", response, what)
+
+        return self._with_retries(attempt, f"reading {what}")
+
+    def _write(self, path: str, params: dict[str, str], what: str, request: Request) -> dict[str, Any]:
         def attempt(_: int) -> dict[str, Any]:
-            response = self._call("PATCH", namespace, name, query=_APPLY_QUERY, body=body, content_type=_APPLY)
-            return self._answer("write", response, namespace, name)
+            return self._answer("write", self._call(path, params, request), what)
 
-        return self._with_retries(attempt, f"writing secret {name!r} in namespace {namespace!r}")
+        return self._with_retries(attempt, f"writing {what}")
 
-    def _call(
-        self,
-        method: str,
-        namespace: str,
-        name: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: str | None = None,
-        content_type: str | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    def _list(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
+            page = self._with_retries(partial(self._page, path, params, query, what), f"listing {what}")
+            items += [item for item in page.get("items") or [] if isinstance(item, dict)]
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items
+
+    def _page(
+        self, path: str, params: dict[str, str], query: list[tuple[str, str]], what: str, _: int
+    ) -> dict[str, Any]:
+        return self._answer("list", self._call(path, params, Request(query=query)), what)
+
+    def _call(self, path: str, params: dict[str, str], request: Request) -> urllib3.BaseHTTPResponse:
         """One request through the client's ``call_api``, its answer unread.
 
         ``call_api`` is the path the generated methods (``read_namespaced_secret``, ...) take, minus their
         per-call pydantic argument validation: that builds 20 MiB of schemas on first use and costs CPU on
         every call, for arguments that are plain strings here.
         """
-        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
-        request = self._api.param_serialize(
-            method,
-            _SECRET_PATH,
-            path_params={"namespace": namespace, "name": name},
-            query_params=query,
+        headers = {"Accept": "application/json"} | (
+            {"Content-Type": request.content_type} if request.content_type else {}
+        )
+        serialized = self._api.param_serialize(
+            request.method,
+            path,
+            path_params=params,
+            query_params=request.query,
             header_params=headers,
-            body=body,
+            body=request.body,
             auth_settings=["BearerToken"],
         )
         try:
-            answer: urllib3.BaseHTTPResponse = self._api.call_api(*request, _request_timeout=TIMEOUT).response
+            answer: urllib3.BaseHTTPResponse = self._api.call_api(*serialized, _request_timeout=TIMEOUT).response
         except ApiException:  # the client's way of reporting a TLS failure
             raise KubeError(
                 f"TLS with the API server {self._server} failed: check the kubeconfig's certificate-authority-data, "
@@ -221,36 +303,69 @@ class KubeClient:
             ) from None
         return answer
 
-    def _answer(self, verb: str, response: urllib3.BaseHTTPResponse, namespace: str, name: str) -> dict[str, Any]:
+    def _answer(self, verb: str, response: urllib3.BaseHTTPResponse, what: str) -> dict[str, Any]:
         body = _read_json(response)
         if HTTPStatus.OK <= response.status < HTTPStatus.MULTIPLE_CHOICES and isinstance(body, dict):
             return body
         if response.status < HTTPStatus.MULTIPLE_CHOICES:
             raise KubeError("the API server's answer is not a JSON object", status=response.status, retryable=True)
-        raise _error_for(verb, response.status, namespace, name, _status_reason(body), response.headers)
+        raise _error_for(verb, response.status, what, body, response.headers)
 
     def _with_retries(self, attempt: Callable[[int], T], what: str) -> T:
         return call_with_retries(attempt, classify=classify, backoff=self._backoff, what=what, sleep=self._sleep)
 
 
+@dataclass(frozen=True)
+class Request:
+    """What one call sends besides its path."""
+
+    method: str = "GET"
+    query: list[tuple[str, str]] | None = None
+    #: Text is sent as it is (the apply body, encoded once for all attempts); the client's REST layer
+    #: encodes a dict itself for the JSON content types (so those must not be encoded here as well).
+    body: str | dict[str, Any] | None = None
+    content_type: str | None = None
+
+
 def _error_for(
     verb: str,
     status: int,
-    namespace: str,
-    name: str,
-    reason: str,
+    what: str,
+    body: object,
     headers: Any,  # noqa: ANN401 - urllib3's header mapping, or None
 ) -> KubeError:
-    """A :class:`KubeError` naming the secret and a hint; the server's free-text message is never quoted."""
+    """A :class:`KubeError` naming the object and a hint; the server's free-text message is never quoted."""
+    gone = _namespace_gone(status, body)
+    if gone is not None:
+        return gone
     hint = _HINTS.get(status, "")
     retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
-    detail = hint or reason or "request failed"
+    detail = hint or _status_reason(body) or "request failed"
     return KubeError(
-        f"cannot {verb} secret {name!r} in namespace {namespace!r}: HTTP {status}: {detail}",
+        f"cannot {verb} {what}: HTTP {status}: {detail}",
         status=status,
         retryable=status in _RETRY_STATUSES or status == HTTPStatus.CONFLICT,
         retry_after=retry_after,
     )
+
+
+def _namespace_gone(status: int, body: object) -> NamespaceGoneError | None:
+    """The namespace itself is missing or being deleted, told by the Status's kind and cause, not its text."""
+    details = body.get("details") if isinstance(body, dict) else None
+    if not isinstance(details, dict):
+        return None
+    causes = details.get("causes")
+    causes = causes if isinstance(causes, list) else []
+    if status == HTTPStatus.FORBIDDEN and any(
+        isinstance(c, dict) and c.get("reason") == "NamespaceTerminating"
+        for c in causes  # a StatusCause's type
+    ):
+        return NamespaceGoneError("the namespace is being deleted", status=status, terminating=True)
+    name = details.get("name")
+    if status == HTTPStatus.NOT_FOUND and details.get("kind") == "namespaces" and isinstance(name, str):
+        safe = name if name.isascii() and len(name) <= 63 else "?"  # noqa: PLR2004 - a DNS label's length
+        return NamespaceGoneError(f"namespace {safe!r} does not exist", status=status, terminating=False)
+    return None
 
 
 def _read_json(response: urllib3.BaseHTTPResponse) -> object:

@@ -1,43 +1,52 @@
-"""The rotator's three operations: :func:`status`, :func:`plan` (a dry run) and :func:`rotate`.
+"""The rotator's two writing operations: :func:`rotate` and :func:`plan` (a dry run checked by the servers).
 
-A rotation runs in the order that makes it safe:
+A rotation runs in the order that makes it safe, over every cluster of the call at once:
 
-1. Read the pull secret in every namespace (this proves the cluster is reachable and the kubeconfig
-   works *before* a token exists, and tells which namespaces can take the new token).
+1. Survey every cluster (:func:`rotator.fleet.survey`): connect, select the namespaces, read each pull
+   secret. This proves the clusters are reachable *before* a token exists; if no namespace anywhere can
+   take a token, none is minted.
 2. Mint one token with a fresh alias.
-3. Write every namespace concurrently with server-side apply, each merge based on what was read and
-   conditional on it not having changed since (a conflict re-reads and merges again).
-4. Only if every namespace now holds the new token: revoke the rotator's older tokens beyond the grace
-   window, and the tokens that were never delivered (lost mint answers of this run, and tokens minted after
-   the newest one the secrets held, by runs that stopped before writing). On any failure nothing is revoked.
+3. Write every cluster concurrently (each cluster's namespaces concurrently too) with server-side apply,
+   each merge based on what was read and conditional on it not having changed since (a conflict re-reads
+   and merges again); then add the secret to the configured service accounts and record an Event.
+4. Only if every cluster and every namespace now holds the new token: revoke the rotator's older tokens
+   beyond the grace window, and the tokens that were never delivered (lost mint answers of this run, and
+   tokens minted after the newest one the secrets held, by runs that stopped before writing). On any
+   failure nothing is revoked.
 
-Each operation owns its worker pool for the length of the call; only :func:`rotate` needs a registry client.
+A dry run does steps 1 and 3 with the API server's server-side dry run (RBAC, admission and validation all
+answer, nothing is stored), proves the Crusoe key with a signed read-only call, and names the tokens a
+rotation would revoke; it mints, writes and revokes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 from http import HTTPStatus
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol
 
-from rotator import logs
-from rotator.config import Settings
-from rotator.dockerconfig import (
-    TOKEN_ALIAS,
-    RegistryLogin,
-    apply_manifest,
-    describe,
-    merged_dockerconfig,
-    require_compatible,
+from rotator.accounts import AccountPatcher
+from rotator.config import ClusterConfig, Settings
+from rotator.dockerconfig import RegistryLogin, apply_manifest, expires_at_of, merged_dockerconfig, token_alias_of
+from rotator.errors import CrusoeApiError, KubeError, NamespaceGoneError, RotatorError, http_status
+from rotator.events import record
+from rotator.fleet import (
+    Cluster,
+    NamespaceResult,
+    Outcome,
+    Read,
+    Survey,
+    Target,
+    guarded,
+    ordered,
+    over_clusters,
+    over_namespaces,
+    survey,
 )
-from rotator.errors import CrusoeApiError, KubeError, RotatorError, SecretConflictError, http_status
 from rotator.retry import Backoff, call_with_retries
 from rotator.secret import SecretStr
 from rotator.signing import format_timestamp
@@ -49,10 +58,8 @@ log = logging.getLogger(__name__)
 MINT_BACKOFF: Final = Backoff(attempts=3, base_seconds=1.0, cap_seconds=4.0)
 #: Writes that met a conflict (409): the cure is a fresh read and merge, not a wait.
 CONFLICT_BACKOFF: Final = Backoff(attempts=4, base_seconds=0.0, cap_seconds=0.0)
-
-Outcome = Literal["created", "updated", "failed", "would-create", "would-update"]
-_In = TypeVar("_In")
-_Out = TypeVar("_Out")
+#: Stands in for the token in a dry run's writes: the servers check everything but the token itself.
+_DRY_RUN_PASSWORD: Final = "dry-run-placeholder"
 
 
 class Registry(Protocol):
@@ -71,31 +78,55 @@ class Registry(Protocol):
         ...
 
 
-class Cluster(Protocol):
-    """The Kubernetes operations a rotation uses."""
+@dataclass
+class ClusterReport:
+    """One cluster's part of a report: which cluster (name and API server host), and its namespaces."""
 
-    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The secret, or None if absent."""
-        ...
-
-    def apply_secret(self, namespace: str, name: str, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply a secret."""
-        ...
-
-
-@dataclass(frozen=True)
-class NamespaceResult:
-    """What happened in one namespace."""
-
-    namespace: str
-    result: Outcome
+    name: str
+    server: str
+    namespaces: list[NamespaceResult] = field(default_factory=list)
     error: str | None = None
     retryable: bool = False
 
+    @property
+    def failed(self) -> list[NamespaceResult]:
+        """Namespaces that do not hold what they should."""
+        return [n for n in self.namespaces if n.result == "failed"]
+
+    @property
+    def account_failures(self) -> int:
+        """Service accounts that could not be patched."""
+        return sum(a.result == "failed" for n in self.namespaces for a in n.service_accounts)
+
+    @property
+    def status(self) -> Literal["ok", "failed"]:
+        """``failed`` when the cluster, a namespace or a service account failed."""
+        return "failed" if self.error or self.failed or self.account_failures else "ok"
+
+    def counts(self) -> dict[str, int]:
+        """How many namespaces had each outcome."""
+        counts: dict[str, int] = {}
+        for namespace in self.namespaces:
+            counts[namespace.result] = counts.get(namespace.result, 0) + 1
+        return counts
+
+    def earliest_expiry(self, now: datetime) -> float | None:
+        """Seconds until the earliest expiry among the targets (0 for one holding no token; None if unknown)."""
+        if self.error:
+            return None
+        held = [n for n in self.namespaces if n.result != "skipped"]
+        seconds = [(n.expires_at - now).total_seconds() if n.expires_at else 0.0 for n in held]
+        return max(min(seconds), 0.0) if seconds else None
+
     def to_json(self) -> dict[str, Any]:
-        """The response form (no ``error`` key when there was none)."""
-        body: dict[str, Any] = {"namespace": self.namespace, "result": self.result}
-        if self.error is not None:
+        """The per-cluster summary of a report (the namespaces are in the report's flat list)."""
+        body: dict[str, Any] = {
+            "name": self.name,
+            "server": self.server,
+            "status": self.status,
+            "counts": self.counts(),
+        }
+        if self.error:
             body["error"] = self.error
         return body
 
@@ -107,12 +138,18 @@ class Report:
     status: Literal["ok", "failed"]
     dry_run: bool = False
     token: dict[str, str] | None = None
-    namespaces: list[NamespaceResult] = field(default_factory=list)
+    clusters: list[ClusterReport] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    would_revoke: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     retryable: bool = False
     duration_ms: int = 0
+
+    @property
+    def namespaces(self) -> list[NamespaceResult]:
+        """Every namespace of every cluster, cluster by cluster."""
+        return [n for cluster in self.clusters for n in cluster.namespaces]
 
     def http_status(self) -> HTTPStatus:
         """200 when it went well, otherwise what :func:`rotator.errors.http_status` says for the failure."""
@@ -126,11 +163,13 @@ class Report:
             "status": self.status,
             "token": self.token,
             "namespaces": [n.to_json() for n in self.namespaces],
+            "clusters": [c.to_json() for c in self.clusters],
             "revoked": self.revoked,
             "duration_ms": self.duration_ms,
         }
         if self.dry_run:
             body["dry_run"] = True
+            body["would_revoke"] = self.would_revoke
         if self.warnings:
             body["warnings"] = self.warnings
         if self.error:
@@ -138,120 +177,169 @@ class Report:
         return body
 
 
-@dataclass(frozen=True)
-class _Read:
-    namespace: str
-    secret: dict[str, Any] | None = None
-    failure: NamespaceResult | None = None
-
-
-class _Workers:
-    """The threads one operation uses for its namespaces (at most MAX_PARALLEL_WRITES at a time)."""
-
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self._pool = pool
-
-    def map(self, function: Callable[[_In], _Out], items: Iterable[_In]) -> list[_Out]:
-        """``function`` over ``items`` concurrently, results in order, each run with the caller's log context."""
-        return list(self._pool.map(logs.in_context(function), items))
-
-
-@contextmanager
-def _workers(settings: Settings) -> Iterator[_Workers]:
-    size = min(settings.max_parallel_writes, max(len(settings.namespaces), 1))
-    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="namespace") as pool:
-        yield _Workers(pool)
-
-
-def status(settings: Settings, cluster: Cluster) -> list[dict[str, Any]]:
-    """Per namespace: does the secret exist, and what do the rotator's annotations say (never its data).
-
-    A namespace that cannot be read is reported with its error; status itself never fails.
-    """
-
-    def one(namespace: str) -> dict[str, Any]:
-        try:
-            secret = cluster.read_secret(namespace, settings.secret_name)
-        except KubeError as exc:
-            return {"namespace": namespace, "error": exc.message}
-        return {"namespace": namespace, **describe(secret, settings.registry)}
-
-    with _workers(settings) as workers:
-        return workers.map(one, settings.namespaces)
-
-
-def plan(settings: Settings, cluster: Cluster) -> Report:
-    """What a rotation would do now, from reads alone: no token is minted and nothing is written."""
-    started = time.monotonic()
-    with _workers(settings) as workers:
-        reads = _read_all(settings, cluster, workers)
-    report = _unreadable(settings, reads, dry_run=True) or _planned(settings, reads)
-    return _finished(report, started)
-
-
 def rotate(
     settings: Settings,
     registry: Registry,
-    cluster: Cluster,
+    targets: Sequence[Target],
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     mint_backoff: Backoff = MINT_BACKOFF,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
-    """Rotate the pull secret in every namespace. Never raises a RotatorError: the report says what failed."""
+    """Rotate the pull secret in every cluster and namespace. Never raises: the report says what failed."""
     started = time.monotonic()
-    run = _Rotation(settings, registry, cluster, clock=clock, mint_backoff=mint_backoff, sleep=sleep)
-    with _workers(settings) as workers:
-        report = run.execute(workers)
-    # ``run`` holds the minted SecretStr until here, so even the summary line is redacted.
-    return _finished(report, started)
+    run = _Rotation(settings, registry, clock=clock, mint_backoff=mint_backoff, sleep=sleep)
+    report = run.execute(over_clusters(settings, targets, lambda target: survey(settings, target)))
+    # ``run`` holds the minted SecretStr until here, so even the summary lines are redacted.
+    return _finished(report, started, clock())
 
 
-def _finished(report: Report, started: float) -> Report:
+def plan(
+    settings: Settings,
+    registry: Registry,
+    targets: Sequence[Target],
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Report:
+    """What a rotation would do now, every write checked by the API server's dry run; nothing is changed."""
+    started = time.monotonic()
+    now = clock()
+    surveys = over_clusters(settings, targets, lambda target: survey(settings, target))
+    alias = new_alias(settings.alias_prefix, now)
+    login = RegistryLogin(
+        settings.registry,
+        settings.registry_username,
+        SecretStr(_DRY_RUN_PASSWORD),
+        alias,
+        now + settings.token_lifetime,
+    )
+    writer = _Writer(settings, login, clock, time.sleep, dry_run=True)
+    clusters = over_clusters(settings, surveys, writer.cluster)
+    report = _outcome(clusters, dry_run=True)
+    try:
+        keys = registry.list_registry_tokens()
+    except CrusoeApiError as exc:
+        report.status, report.error, report.retryable = (
+            "failed",
+            f"the Crusoe API key does not work: {exc.message}",
+            exc.retryable,
+        )
+        return _finished(report, started, now)
+    delivered = {a for s in surveys for read in s.readable if (a := token_alias_of(read.secret))}
+    doomed = select_revocations(
+        keys,
+        prefix=settings.alias_prefix,
+        current_alias=alias,
+        keep_previous=settings.keep_previous_tokens,
+        delivered=delivered,
+    )
+    report.would_revoke = [key.alias for key in doomed]
+    return _finished(report, started, now)
+
+
+def _finished(report: Report, started: float, now: datetime) -> Report:
     report.duration_ms = round((time.monotonic() - started) * 1000)
+    for cluster in report.clusters:
+        log_cluster(cluster, report, now)
     log_summary(report)
     return report
 
 
-def _read_all(settings: Settings, cluster: Cluster, workers: _Workers) -> list[_Read]:
-    def one(namespace: str) -> _Read:
+def _outcome(clusters: list[ClusterReport], *, dry_run: bool, token: dict[str, str] | None = None) -> Report:
+    """The report of written (or dry-run) clusters: ok only when every cluster is."""
+    failed = [c for c in clusters if c.status == "failed"]
+    if not failed:
+        return Report(status="ok", dry_run=dry_run, token=token, clusters=clusters)
+    namespaces = sum(len(c.failed) for c in clusters)
+    accounts = sum(c.account_failures for c in clusters)
+    parts = [f"{len(failed)} of {len(clusters)} cluster(s) failed"]
+    parts += [f"{namespaces} namespace(s) do not hold the new token"] if namespaces else []
+    parts += [f"{accounts} service account(s) were not patched"] if accounts else []
+    retryable = all(c.retryable for c in failed if c.error) and all(n.retryable for c in failed for n in c.failed)
+    return Report(
+        status="failed", dry_run=dry_run, token=token, clusters=clusters, error="; ".join(parts), retryable=retryable
+    )
+
+
+def _unreached(survey: Survey) -> ClusterReport:
+    """A cluster's report from its survey alone (nothing was written there)."""
+    error = survey.error
+    return ClusterReport(
+        survey.config.name,
+        survey.server,
+        ordered(survey, survey.failures),
+        error=f"cluster {survey.config.name!r}: {error.message}" if error else None,
+        retryable=error.retryable if error else False,
+    )
+
+
+@dataclass
+class _Writer:
+    """Writes (or dry-runs) one login into every readable namespace of a cluster, then its service accounts."""
+
+    settings: Settings
+    login: RegistryLogin
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None]
+    dry_run: bool = False
+
+    def cluster(self, survey: Survey) -> ClusterReport:
+        """Every readable namespace of one surveyed cluster."""
+        cluster = survey.cluster
+        if cluster is None:
+            return _unreached(survey)
+        results = over_namespaces(
+            self.settings, survey.readable, lambda read: self._namespace(survey.config, cluster, read)
+        )
+        return ClusterReport(survey.config.name, survey.server, ordered(survey, results + survey.failures))
+
+    def _namespace(self, config: ClusterConfig, cluster: Cluster, read: Read) -> NamespaceResult:
+        """The secret, then the service accounts, then the Event; each step fails alone."""
+        result = guarded(read.namespace, config.name, lambda: self._secret(config.name, cluster, read))
+        if result.result in {"created", "updated", "would-create", "would-update"}:
+            patcher = AccountPatcher(cluster, self.settings.secret_name, self.dry_run, self.sleep)
+            result = replace(result, service_accounts=patcher.patch_all(read.namespace, config.service_accounts))
+        elif not self.dry_run:
+            result = replace(result, expires_at=expires_at_of(read.secret))
+        if not self.dry_run and _worth_an_event(self.settings.events, result):
+            record(cluster, result, self.settings.secret_name, self.login.alias, self.clock())
+        _logged(result)
+        return result
+
+    def _secret(self, cluster_name: str, cluster: Cluster, read: Read) -> NamespaceResult:
+        """Merge and apply; a conflict (someone wrote in between) re-reads and merges again."""
+        namespace, name = read.namespace, self.settings.secret_name
+        seen = [read.secret]
+
+        def attempt(number: int) -> None:
+            if number > 0:
+                seen[0] = cluster.read_secret(namespace, name)
+            manifest = apply_manifest(
+                namespace=namespace,
+                name=name,
+                dockerconfig=merged_dockerconfig(seen[0], self.login),
+                login=self.login,
+                rotated_at=self.clock(),
+                resource_version=(seen[0] or {}).get("metadata", {}).get("resourceVersion"),
+            )
+            cluster.apply_secret(namespace, name, manifest, dry_run=self.dry_run)
+
         try:
-            secret = cluster.read_secret(namespace, settings.secret_name)
-            require_compatible(secret)
-        except (KubeError, SecretConflictError) as exc:
-            return _Read(namespace, failure=_failure(namespace, exc))
-        return _Read(namespace, secret=secret)
-
-    return workers.map(one, settings.namespaces)
-
-
-def _unreadable(settings: Settings, reads: list[_Read], *, dry_run: bool) -> Report | None:
-    """The failed report when no namespace can take a token (so none is minted), else None."""
-    if any(read.failure is None for read in reads):
-        return None
-    failures = [read.failure for read in reads if read.failure is not None]
-    first = failures[0].error if failures and failures[0].error else None
-    return Report(
-        status="failed",
-        dry_run=dry_run,
-        namespaces=_ordered(settings, failures),
-        error=f"no namespace can be written, so no token was minted: {first}" if first else "no namespace configured",
-        retryable=all(f.retryable for f in failures),
-    )
-
-
-def _planned(settings: Settings, reads: list[_Read]) -> Report:
-    results = [
-        read.failure or NamespaceResult(read.namespace, "would-update" if read.secret else "would-create")
-        for read in reads
-    ]
-    failures = [r for r in results if r.result == "failed"]
-    return Report(
-        status="failed" if failures else "ok",
-        dry_run=True,
-        namespaces=_ordered(settings, results),
-        retryable=all(f.retryable for f in failures),
-    )
+            call_with_retries(
+                attempt, classify=_conflict, backoff=CONFLICT_BACKOFF, what=f"writing {namespace}", sleep=self.sleep
+            )
+        except NamespaceGoneError as exc:
+            if not exc.terminating:
+                raise
+            return NamespaceResult(namespace, "skipped", exc.message, cluster=cluster_name)
+        created = read.secret is None
+        outcome: Outcome = (
+            ("would-create" if created else "would-update") if self.dry_run else ("created" if created else "updated")
+        )
+        expires = None if self.dry_run else self.login.expires_at
+        return NamespaceResult(
+            namespace, outcome, cluster=cluster_name, expires_at=expires or expires_at_of(read.secret)
+        )
 
 
 @dataclass
@@ -260,40 +348,46 @@ class _Rotation:
 
     settings: Settings
     registry: Registry
-    cluster: Cluster
     clock: Callable[[], datetime]
     mint_backoff: Backoff
     sleep: Callable[[float], None]
     login: RegistryLogin | None = None
     strays: list[str] = field(default_factory=list)
 
-    def execute(self, workers: _Workers) -> Report:
-        """Read, mint, write, revoke: each step only when the one before left nothing to lose."""
-        reads = _read_all(self.settings, self.cluster, workers)
-        unreadable = _unreadable(self.settings, reads, dry_run=False)
-        if unreadable is not None:
-            return unreadable
-        readable = [read for read in reads if read.failure is None]
-        failures = [read.failure for read in reads if read.failure is not None]
+    def execute(self, surveys: list[Survey]) -> Report:
+        """Mint, write, revoke: each step only when the one before left nothing to lose."""
+        if not any(s.readable for s in surveys):
+            return self._nothing_writable(surveys)
         try:
             login = self.login = self._mint()
         except CrusoeApiError as exc:
-            return Report(status="failed", namespaces=failures, error=exc.message, retryable=exc.retryable)
+            clusters = [_unreached(s) for s in surveys]
+            return Report(status="failed", clusters=clusters, error=exc.message, retryable=exc.retryable)
         token = {"alias": login.alias, "expires_at": format_timestamp(login.expires_at)}
         log.info("minted registry token %s, expires %s", login.alias, token["expires_at"], extra=_alias(login.alias))
-        results = _ordered(self.settings, workers.map(partial(self._write, login=login), readable) + failures)
-        failed = [r for r in results if r.result == "failed"]
-        if failed:
-            return Report(
-                status="failed",
-                token=token,
-                namespaces=results,
-                error=f"{len(failed)} of {len(results)} namespaces do not hold the new token; nothing was revoked",
-                retryable=all(r.retryable for r in failed),
-            )
-        delivered = {alias for read in readable if (alias := _token_alias(read.secret))}
-        revoked, warnings = self._revoke(login.alias, delivered)
-        return Report(status="ok", token=token, namespaces=results, revoked=revoked, warnings=warnings)
+        writer = _Writer(self.settings, login, self.clock, self.sleep)
+        report = _outcome(over_clusters(self.settings, surveys, writer.cluster), dry_run=False, token=token)
+        if any(c.error or c.failed for c in report.clusters):
+            report.error = f"{report.error}; nothing was revoked"
+            return report
+        delivered = {a for s in surveys for read in s.readable if (a := token_alias_of(read.secret))}
+        report.revoked, report.warnings = self._revoke(login.alias, delivered)
+        return report
+
+    def _nothing_writable(self, surveys: list[Survey]) -> Report:
+        """The failed report when no namespace anywhere can take a token (so none is minted)."""
+        clusters = [_unreached(s) for s in surveys]
+        reasons = [c.error for c in clusters if c.error] + [n.error for c in clusters for n in c.failed if n.error]
+        failures = [n for c in clusters for n in c.failed]
+        retryable = all(c.retryable for c in clusters if c.error) and all(n.retryable for n in failures)
+        return Report(
+            status="failed",
+            clusters=clusters,
+            error=f"no namespace can be written, so no token was minted: {reasons[0]}"
+            if reasons
+            else "no namespace selected",
+            retryable=retryable and bool(reasons),
+        )
 
     def _mint(self) -> RegistryLogin:
         """Mint, with a new alias per try; the aliases of tries whose answer may have been lost become strays."""
@@ -313,33 +407,6 @@ class _Rotation:
         return call_with_retries(
             attempt, classify=_mint_retryable, backoff=self.mint_backoff, what="minting", sleep=self.sleep
         )
-
-    def _write(self, read: _Read, *, login: RegistryLogin) -> NamespaceResult:
-        """Merge and apply; a conflict (someone wrote in between) re-reads and merges again."""
-        namespace, name = read.namespace, self.settings.secret_name
-        seen = [read.secret]
-
-        def attempt(number: int) -> None:
-            if number > 0:
-                seen[0] = self.cluster.read_secret(namespace, name)
-            secret = seen[0]
-            manifest = apply_manifest(
-                namespace=namespace,
-                name=name,
-                dockerconfig=merged_dockerconfig(secret, login),
-                login=login,
-                rotated_at=self.clock(),
-                resource_version=(secret or {}).get("metadata", {}).get("resourceVersion"),
-            )
-            self.cluster.apply_secret(namespace, name, manifest)
-
-        try:
-            call_with_retries(
-                attempt, classify=_conflict, backoff=CONFLICT_BACKOFF, what=f"writing {namespace}", sleep=self.sleep
-            )
-        except (KubeError, SecretConflictError) as exc:
-            return _logged(_failure(namespace, exc))
-        return _logged(NamespaceResult(namespace, "created" if read.secret is None else "updated"))
 
     def _revoke(self, current_alias: str, delivered: set[str]) -> tuple[list[str], list[str]]:
         """Revoke what the rules select; a failure here is a warning: every namespace is already fresh."""
@@ -368,6 +435,13 @@ class _Rotation:
         return revoked, warnings
 
 
+def _worth_an_event(events: str, result: NamespaceResult) -> bool:
+    """EVENTS=all records every outcome, failures only the failed ones (one request less per namespace)."""
+    if result.result == "skipped" or events == "none":
+        return False
+    return events == "all" or result.result == "failed"
+
+
 def _mint_retryable(error: RotatorError) -> bool:
     """Any temporary minting failure is worth another try: the next try has a new alias, so none is a duplicate."""
     return isinstance(error, CrusoeApiError) and error.retryable
@@ -377,37 +451,46 @@ def _conflict(error: RotatorError) -> bool:
     return isinstance(error, KubeError) and error.status == HTTPStatus.CONFLICT
 
 
-def _ordered(settings: Settings, results: list[NamespaceResult]) -> list[NamespaceResult]:
-    position = {name: index for index, name in enumerate(settings.namespaces)}
-    return sorted(results, key=lambda r: position[r.namespace])
-
-
-def _token_alias(secret: dict[str, Any] | None) -> str | None:
-    """The alias of the token a pull secret held when it was read (from the rotator's annotation)."""
-    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
-    alias = annotations.get(TOKEN_ALIAS)
-    return alias if isinstance(alias, str) else None
-
-
-def _failure(namespace: str, exc: RotatorError) -> NamespaceResult:
-    return NamespaceResult(namespace, "failed", exc.message, exc.retryable)
-
-
 def _alias(alias: str) -> dict[str, Any]:
     return {"fields": {"token_alias": alias}}
 
 
 def _logged(result: NamespaceResult) -> NamespaceResult:
-    fields = {"namespace": result.namespace, "result": result.result}
-    if result.error:
-        log.error("namespace %s: %s", result.namespace, result.error, extra={"fields": fields})
+    fields = {"cluster": result.cluster, "namespace": result.namespace, "result": result.result}
+    if result.error and result.result == "failed":
+        log.error("namespace %s/%s: %s", result.cluster, result.namespace, result.error, extra={"fields": fields})
     else:
-        log.info("namespace %s: %s", result.namespace, result.result, extra={"fields": fields})
+        log.info("namespace %s/%s: %s", result.cluster, result.namespace, result.result, extra={"fields": fields})
     return result
 
 
 #: The ``event`` field of the one summary line each rotation or plan logs.
 SUMMARY_EVENT: Final = "rotation_summary"
+#: The ``event`` field of the line each rotation or plan logs per cluster.
+CLUSTER_EVENT: Final = "cluster_summary"
+
+
+def log_cluster(cluster: ClusterReport, report: Report, now: datetime) -> None:
+    """One line per cluster: its name and host, how it went, and how long its earliest token has left."""
+    fields = {
+        "event": CLUSTER_EVENT,
+        "cluster": cluster.name,
+        "server": cluster.server,
+        "status": cluster.status,
+        "dry_run": report.dry_run,
+        "counts": cluster.counts(),
+        "namespaces_failed": len(cluster.failed),
+        "earliest_expiry_seconds": cluster.earliest_expiry(now),
+    }
+    level = logging.INFO if cluster.status == "ok" else logging.ERROR
+    log.log(
+        level,
+        "cluster %s (%s): %s",
+        cluster.name,
+        cluster.server or "not reached",
+        cluster.error or cluster.status,
+        extra={"fields": fields},
+    )
 
 
 def log_summary(report: Report) -> None:
@@ -425,6 +508,7 @@ def log_summary(report: Report) -> None:
         "revoked_count": len(report.revoked),
         "duration_ms": report.duration_ms,
         "dry_run": report.dry_run,
+        "clusters": [f"{c.name} ({c.server or 'not reached'})" for c in report.clusters],
     }
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no namespace"
     if report.status == "ok":

@@ -9,9 +9,16 @@ Usage::
     python infra/rbac/render.py --namespaces team-a,team-b > rbac.yaml
     kubectl apply -f rbac.yaml
 
-Objects: one ServiceAccount (in its own namespace, which must exist), and per target namespace a Role
-allowing only the verbs of ``rules.json`` on secrets (get/patch/create narrowed to the one pull secret by
-``resourceNames``) and a RoleBinding of that Role to the ServiceAccount. Nothing cluster-wide.
+    python infra/rbac/render.py --all-namespaces --service-accounts default > rbac.yaml
+
+Objects: one ServiceAccount (in its own namespace, which must exist), then either
+
+- per target namespace a Role with the namespace rules of ``rules.json`` (get/patch/create on secrets narrowed to
+  the one pull secret by ``resourceNames``, Events, and the service account rules when ``--service-accounts`` is
+  given) and a RoleBinding of that Role to the ServiceAccount: nothing cluster-wide; or
+- with ``--all-namespaces`` (namespaces chosen by glob, ``*`` or label selector, including ones that do not
+  exist yet): one ClusterRole with the same rules plus ``list`` on namespaces, and one ClusterRoleBinding.
+  The secret verbs stay narrowed to the one secret name, but in every namespace of the cluster.
 """
 
 from __future__ import annotations
@@ -55,18 +62,38 @@ def _check_subdomain(value: str, what: str) -> None:
         raise ValueError(f"{what} {value!r} is not a valid Kubernetes name (DNS-1123 subdomain)")
 
 
-def policy_rules(secret_name: str, rules: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Return the Role's ``rules`` for ``secret_name`` as Kubernetes PolicyRule dicts."""
+def _active(service_accounts: list[str], *, all_namespaces: bool) -> set[str]:
+    """The ``when`` values of rules.json granted in this mode."""
+    active = {"always"}
+    if service_accounts:
+        active.add("all_service_accounts" if "*" in service_accounts else "named_service_accounts")
+    if all_namespaces:
+        active.add("namespace_selection")
+    return active
+
+
+def policy_rules(
+    secret_name: str,
+    rules: list[dict[str, Any]] | None = None,
+    *,
+    service_accounts: list[str] | None = None,
+    active: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Return the rules granted in mode ``active`` for ``secret_name`` as Kubernetes PolicyRule dicts."""
     source = load_rules()["rules"] if rules is None else rules
+    modes = active if active is not None else {"always"}
+    names = {"secret_name": [secret_name], "service_accounts": list(service_accounts or [])}
     out: list[dict[str, Any]] = []
     for rule in source:
+        if rule["when"] not in modes:
+            continue
         policy: dict[str, Any] = {
             "apiGroups": list(rule["api_groups"]),
             "resources": list(rule["resources"]),
             "verbs": list(rule["verbs"]),
         }
-        if rule["narrow_to_secret_name"]:
-            policy["resourceNames"] = [secret_name]
+        if rule["narrow_to"] is not None:
+            policy["resourceNames"] = list(names[rule["narrow_to"]])
         out.append(policy)
     return out
 
@@ -76,24 +103,35 @@ def render(
     secret_name: str,
     service_account_namespace: str,
     service_account_name: str,
+    *,
+    service_accounts: list[str] | None = None,
+    all_namespaces: bool = False,
 ) -> list[dict[str, Any]]:
-    """Return the Kubernetes objects: the ServiceAccount, then a Role and a RoleBinding per namespace.
+    """Return the ServiceAccount, then a Role and RoleBinding per namespace (or one ClusterRole and binding).
 
-    Namespaces are de-duplicated keeping their order. Raises ``ValueError`` on an empty namespace list
-    or a name Kubernetes would reject.
+    ``all_namespaces`` is the mode for namespaces chosen by glob, ``*`` or label selector. Namespaces are
+    de-duplicated keeping their order. Raises ``ValueError`` on an empty namespace list (without
+    ``all_namespaces``) or a name Kubernetes would reject.
     """
     targets = list(dict.fromkeys(ns.strip() for ns in namespaces if ns.strip()))
-    if not targets:
-        raise ValueError("at least one target namespace is required")
+    if not targets and not all_namespaces:
+        raise ValueError("at least one target namespace is required (or all_namespaces)")
     for ns in targets:
         _check_label(ns, "namespace")
     _check_subdomain(secret_name, "secret name")
     _check_label(service_account_namespace, "service account namespace")
     _check_label(service_account_name, "service account name")
+    accounts = list(dict.fromkeys(service_accounts or []))
+    for named in accounts:
+        if named != "*":
+            _check_subdomain(named, "service account")
+    if "*" in accounts and len(accounts) > 1:
+        raise ValueError("service accounts: '*' stands alone (every service account)")
 
     data = load_rules()
     labels: dict[str, str] = dict(data["labels"])
-    rules = policy_rules(secret_name, data["rules"])
+    active = _active(accounts, all_namespaces=all_namespaces)
+    rules = policy_rules(secret_name, data["rules"], service_accounts=accounts, active=active)
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -102,36 +140,49 @@ def render(
         # no pod uses this account, so never mount its token anywhere.
         "automountServiceAccountToken": False,
     }
+    subject = {"kind": "ServiceAccount", "name": service_account_name, "namespace": service_account_namespace}
+    if all_namespaces:
+        cluster_rules = policy_rules(secret_name, data["cluster_rules"], active=active)
+        return [account, *_bound("Cluster", None, rules + cluster_rules, labels, subject)]
     objects: list[dict[str, Any]] = [account]
     for ns in targets:
-        objects += _role_and_binding(ns, rules, labels, service_account_namespace, service_account_name)
+        objects += _bound("", ns, rules, labels, subject)
     return objects
 
 
-def _role_and_binding(
-    namespace: str,
+def _bound(
+    scope: str,
+    namespace: str | None,
     rules: list[dict[str, Any]],
     labels: dict[str, str],
-    account_namespace: str,
-    account_name: str,
+    subject: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """The Role granting ``rules`` in ``namespace`` and the RoleBinding that gives it to the account."""
+    """A (Cluster)Role granting ``rules`` and the (Cluster)RoleBinding that gives it to the account."""
 
     def metadata() -> dict[str, Any]:
-        return {"name": account_name, "namespace": namespace, "labels": dict(labels)}
+        meta: dict[str, Any] = {"name": subject["name"], "labels": dict(labels)}
+        if namespace is not None:
+            meta["namespace"] = namespace
+        return meta
 
+    if scope:
+        # Two rotators in one cluster (service accounts in different namespaces) must not share a ClusterRole.
+        name = f"{subject['name']}-{subject['namespace']}"
+        role_meta, binding_meta = {**metadata(), "name": name}, {**metadata(), "name": name}
+    else:
+        name, role_meta, binding_meta = subject["name"], metadata(), metadata()
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": metadata(),
+        "kind": f"{scope}Role",
+        "metadata": role_meta,
         "rules": [dict(rule) for rule in rules],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata(),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account_name},
-        "subjects": [{"kind": "ServiceAccount", "name": account_name, "namespace": account_namespace}],
+        "kind": f"{scope}RoleBinding",
+        "metadata": binding_meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": f"{scope}Role", "name": name},
+        "subjects": [dict(subject)],
     }
     return [role, binding]
 
@@ -144,7 +195,17 @@ def to_yaml(objects: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: print the RBAC as multi-document YAML."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespaces", required=True, help="comma-separated target namespaces")
+    parser.add_argument("--namespaces", default="", help="comma-separated target namespaces (Roles)")
+    parser.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="one ClusterRole (+ list namespaces) for namespaces chosen by glob, '*' or label selector",
+    )
+    parser.add_argument(
+        "--service-accounts",
+        default="",
+        help="PATCH_SERVICE_ACCOUNTS: comma-separated names, or '*' for every service account",
+    )
     parser.add_argument("--secret-name", default=DEFAULT_SECRET_NAME, help="the pull secret's name")
     parser.add_argument(
         "--service-account-namespace",
@@ -163,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             args.secret_name,
             args.service_account_namespace,
             args.service_account_name,
+            service_accounts=[a.strip() for a in args.service_accounts.split(",") if a.strip()],
+            all_namespaces=args.all_namespaces,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -53,7 +53,7 @@ def test_render_objects_are_service_account_then_role_and_binding_per_namespace(
     ]
 
 
-def test_render_nothing_cluster_wide():
+def test_render_with_names_is_nothing_cluster_wide():
     for obj in _objects():
         assert obj["kind"] in {"ServiceAccount", "Role", "RoleBinding"}
         assert obj["metadata"].get("namespace")
@@ -63,24 +63,62 @@ def test_render_nothing_cluster_wide():
 
 def test_render_read_and_write_verbs_are_narrowed_to_the_secret_name():
     for role in (o for o in _objects() if o["kind"] == "Role"):
-        for rule in role["rules"]:
+        secret_rules = [rule for rule in role["rules"] if rule["resources"] == ["secrets"]]
+        for rule in secret_rules:
             assert rule["apiGroups"] == [""]
-            assert rule["resources"] == ["secrets"]
             assert "*" not in rule["verbs"]
             forbidden = {"list", "watch", "update", "delete", "deletecollection", "escalate", "bind"}
             assert not forbidden & set(rule["verbs"])
-            if set(rule["verbs"]) & {"get", "patch", "create"}:
-                assert rule["resourceNames"] == ["crusoe-image-pull-secrets"]
-        granted = {verb for rule in role["rules"] for verb in rule["verbs"]}
+            assert rule["resourceNames"] == ["crusoe-image-pull-secrets"]
+        granted = {verb for rule in secret_rules for verb in rule["verbs"]}
         assert granted == {"get", "patch", "create"}  # no update: the function never PUTs
 
 
-def test_render_create_follows_the_single_switch_in_rules_json():
-    rules = json.loads(RULES_JSON.read_text())["rules"]
-    (create_rule,) = [r for r in rules if "create" in r["verbs"]]
+def test_render_grants_only_event_creation_besides_the_secret():
     role = next(o for o in _objects() if o["kind"] == "Role")
-    (rendered,) = [r for r in role["rules"] if "create" in r["verbs"]]
-    assert ("resourceNames" in rendered) is create_rule["narrow_to_secret_name"]
+    others = [rule for rule in role["rules"] if rule["resources"] != ["secrets"]]
+    assert others == [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]}]
+
+
+def test_render_narrowing_follows_rules_json():
+    rules = json.loads(RULES_JSON.read_text())["rules"]
+    (create_rule,) = [r for r in rules if r["resources"] == ["secrets"] and "create" in r["verbs"]]
+    role = next(o for o in _objects() if o["kind"] == "Role")
+    (rendered,) = [r for r in role["rules"] if r["resources"] == ["secrets"] and "create" in r["verbs"]]
+    assert ("resourceNames" in rendered) is (create_rule["narrow_to"] == "secret_name")
+    assert all(rule["why"] for rule in rules)
+
+
+def test_render_named_service_accounts_are_narrowed_to_their_names():
+    objects = render_mod.render(["a"], "pull", "crusoe-system", "rotator", service_accounts=["default", "builder"])
+    (rule,) = [r for r in objects[1]["rules"] if r["resources"] == ["serviceaccounts"]]
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["serviceaccounts"],
+        "verbs": ["get", "patch"],
+        "resourceNames": ["default", "builder"],
+    }
+
+
+def test_render_every_service_account_needs_list_and_no_names():
+    objects = render_mod.render(["a"], "pull", "crusoe-system", "rotator", service_accounts=["*"])
+    (rule,) = [r for r in objects[1]["rules"] if r["resources"] == ["serviceaccounts"]]
+    assert rule == {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "patch"]}
+
+
+def test_render_all_namespaces_is_one_cluster_role_narrowed_to_the_secret_plus_namespace_listing():
+    objects = render_mod.render([], "pull", "crusoe-system", "rotator", all_namespaces=True)
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    role = objects[1]
+    assert role["metadata"]["name"] == "rotator-crusoe-system"
+    assert "namespace" not in role["metadata"]
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]} in role["rules"]
+    assert all(r["resourceNames"] == ["pull"] for r in role["rules"] if r["resources"] == ["secrets"])
+    assert objects[2]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "rotator-crusoe-system",
+    }
 
 
 def test_render_binding_points_at_the_service_account_in_its_own_namespace():

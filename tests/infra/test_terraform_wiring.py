@@ -181,8 +181,9 @@ def test_provider_versions_pinned():
 def test_cluster_rbac_reads_the_shared_rules_file():
     text = (CLUSTER_RBAC / "main.tf").read_text(encoding="utf-8")
     assert 'jsondecode(file("${path.module}/rules.json"))' in text
+    # Cluster-wide objects exist only in the all_namespaces mode (globs, '*', label selectors).
     for rtype in ("kubernetes_cluster_role_v1", "kubernetes_cluster_role_binding_v1"):
-        assert not _of_type(CLUSTER_RBAC, rtype)
+        assert _of_type(CLUSTER_RBAC, rtype)["this"]["count"] == "${var.all_namespaces ? 1 : 0}"
 
 
 def test_readme_tables_are_generated_from_the_hcl():

@@ -114,9 +114,9 @@ def test_cluster_kube_context_picks_the_cluster_among_several(control_plane, tmp
     live_clients = connect(load_settings({**env, "KUBE_CONTEXT": "live"}), with_registry=False)
     dead_clients = connect(load_settings(env), with_registry=False)
     try:
-        assert live_clients.kube.read_secret(namespace, "absent") is None
+        assert live_clients.targets[0].connect().read_secret(namespace, "absent") is None
         with pytest.raises(KubeError, match="cannot reach the API server"):
-            dead_clients.kube.read_secret(namespace, "absent")
+            dead_clients.targets[0].connect().read_secret(namespace, "absent")
     finally:
         live_clients.close()
         dead_clients.close()

@@ -28,3 +28,6 @@ def test_demo_runs_to_completion(control_plane):  # the fixture proves binaries 
     assert "Second rotation: HTTP 200" in result.stdout
     assert "ghcr.io, registry.us-east1-a.ccr.crusoecloudcompute.com" in result.stdout
     assert "Demo finished" in result.stdout
+    assert "demo-new     created" in result.stdout  # created between the runs, selected by the glob
+    assert "ghcr-login, crusoe-image-pull-secrets" in result.stdout  # the service account kept its entry
+    assert "Status (GET): HTTP 200" in result.stdout

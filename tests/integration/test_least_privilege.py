@@ -52,6 +52,7 @@ ALLOWED = {
         Ask("patch", "secrets", name=SECRET),
         Ask("patch", "secrets", SECOND, name=SECRET),
         Ask("create", "secrets", name=SECRET),  # server-side apply of a new secret is authorised with its name
+        Ask("create", "events", group="events.k8s.io"),  # an Event per namespace outcome (names are generated)
     ],
 }
 
@@ -175,7 +176,7 @@ def _rules(account: ServiceAccountAccess, namespace: str) -> set[tuple[str, str,
 def _unbound_account(rotator_account_factory, namespace: str) -> ServiceAccountAccess:
     """A ServiceAccount without any binding: what every authenticated identity may do anyway."""
 
-    def account_only(namespaces, secret_name, account_namespace, account_name):
+    def account_only(namespaces, secret_name, account_namespace, account_name, **_options):
         return [
             {
                 "apiVersion": "v1",
@@ -191,7 +192,8 @@ def test_least_privilege_rules_in_a_target_namespace_are_exactly_the_secret_rule
     target = subject.namespaces[TARGET]
     baseline = _rules(_unbound_account(rotator_account_factory, target), target)
     extra = _rules(subject.account, target) - baseline
-    assert extra == {("", "secrets", SECRET, verb) for verb in ("get", "patch", "create")}
+    secret_rules = {("", "secrets", SECRET, verb) for verb in ("get", "patch", "create")}
+    assert extra == secret_rules | {("events.k8s.io", "events", "*", "create")}  # one Event per outcome
     assert _rules(subject.account, subject.namespaces[OTHER]) == baseline
 
 

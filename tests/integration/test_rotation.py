@@ -11,6 +11,7 @@ import requests
 from kubernetes import client
 from rotator.config import load_settings
 from rotator.crusoe import CrusoeClient
+from rotator.fleet import Target
 from rotator.kube import KubeClient
 from rotator.kubeconfig import parse_kubeconfig
 from rotator.rotation import rotate
@@ -271,7 +272,7 @@ def test_dry_run_mints_and_writes_nothing(deployment, invoke, crusoe, kube_admin
     assert response.status_code == 200, body
     assert body["dry_run"] is True
     assert [n["result"] for n in body["namespaces"]] == ["would-create"] * 3
-    assert crusoe.requests == []
+    assert [r.method for r in crusoe.requests] == ["GET"]  # the key was proven with a signed read-only call
     assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
 
 
@@ -315,14 +316,14 @@ class ChangesBeforeFirstWrite:
         self._edit = edit
         self.writes = 0
 
-    def read_secret(self, namespace, name):
-        return self._kube.read_secret(namespace, name)
+    def __getattr__(self, name):
+        return getattr(self._kube, name)
 
-    def apply_secret(self, namespace, name, manifest):
+    def apply_secret(self, namespace, name, manifest, *, dry_run=False):
         self.writes += 1
         if self.writes == 1:
             self._edit()
-        return self._kube.apply_secret(namespace, name, manifest)
+        return self._kube.apply_secret(namespace, name, manifest, dry_run=dry_run)
 
 
 def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tmp_path):
@@ -363,7 +364,7 @@ def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tm
     cluster = ChangesBeforeFirstWrite(kube, someone_adds_a_registry)
     registry = CrusoeClient(settings.api_endpoint, settings.credentials, requests.Session())
     try:
-        report = rotate(settings, registry, cluster)
+        report = rotate(settings, registry, [Target(settings.clusters[0], lambda: cluster)])
     finally:
         registry.close()
         kube.close()

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rotator.config import DEFAULT_SECRET_NAME
-from rotator.dockerconfig import DOCKERCONFIG_TYPE, TOKEN_ALIAS
+from rotator.dockerconfig import DOCKERCONFIG_TYPE, EXPIRES_AT, TOKEN_ALIAS
 from rotator.errors import CrusoeApiError, KubeError
 from rotator.secret import SecretStr
+from rotator.selection import NamespaceInfo
 from rotator.tokens import ApiKey
 
 
@@ -118,9 +119,18 @@ class FakeCluster:
     breaks it. ``peak`` is the most writes that were ever in flight at once.
     """
 
+    server = "https://fake-apiserver.example:6443"
+
     def __init__(self, journal: Journal, secret_name: str = DEFAULT_SECRET_NAME) -> None:
         self.journal = journal
         self.secret_name = secret_name
+        self.namespaces: dict[str, NamespaceInfo] = {}
+        self.list_failure: KubeError | None = None
+        self.accounts: dict[tuple[str, str], dict[str, object]] = {}
+        self.account_edits: dict[tuple[str, str], list[dict[str, object]]] = {}
+        self.account_failures: dict[tuple[str, str], KubeError] = {}
+        self.events: list[dict[str, object]] = []
+        self.event_failure: Exception | None = None
         self.secrets: dict[str, dict[str, object]] = {}
         self.read_failures: dict[str, KubeError] = {}
         self.write_failures: dict[str, KubeError] = {}
@@ -150,7 +160,14 @@ class FakeCluster:
         secret = self.secrets.get(namespace)
         return copy.deepcopy(secret) if secret is not None else None
 
-    def apply_secret(self, namespace: str, name: str, manifest: dict[str, object]) -> dict[str, object]:
+    def apply_secret(
+        self, namespace: str, name: str, manifest: dict[str, object], *, dry_run: bool = False
+    ) -> dict[str, object]:
+        if dry_run:
+            self.journal.add("dry-write", namespace)
+            if namespace in self.write_failures:
+                raise self.write_failures[namespace]
+            return copy.deepcopy(manifest)
         with self._lock:
             self._in_flight += 1
             self.peak = max(self.peak, self._in_flight)
@@ -185,15 +202,78 @@ class FakeCluster:
         self.put(namespace, stored)
         return copy.deepcopy(self.secrets[namespace])
 
+    def namespace(self, name: str, *, labels: dict[str, str] | None = None, terminating: bool = False) -> None:
+        """A namespace the fake lists (listing is only used when the selection has a glob or a selector)."""
+        self.namespaces[name] = NamespaceInfo(name, labels or {}, terminating)
+
+    def list_namespaces(self) -> list[NamespaceInfo]:
+        self.journal.add("list-namespaces", "")
+        if self.list_failure is not None:
+            raise self.list_failure
+        return list(self.namespaces.values())
+
+    def account(self, namespace: str, name: str, pull_secrets: list[str] | None = None) -> None:
+        """A service account that exists, with ``imagePullSecrets`` naming ``pull_secrets``."""
+        body: dict[str, object] = {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"}}
+        if pull_secrets is not None:
+            body["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
+        self.accounts[(namespace, name)] = body
+
+    def pull_secrets_of(self, namespace: str, name: str) -> list[object]:
+        return [e["name"] for e in self.accounts[(namespace, name)].get("imagePullSecrets", [])]  # type: ignore[attr-defined,index]
+
+    def read_service_account(self, namespace: str, name: str) -> dict[str, object] | None:
+        self.journal.add("read-account", f"{namespace}/{name}")
+        account = self.accounts.get((namespace, name))
+        return copy.deepcopy(account) if account is not None else None
+
+    def list_service_accounts(self, namespace: str) -> list[dict[str, object]]:
+        self.journal.add("list-accounts", namespace)
+        return [copy.deepcopy(a) for (ns, _), a in sorted(self.accounts.items()) if ns == namespace]
+
+    def patch_service_account(
+        self, namespace: str, name: str, patch: dict[str, object], *, dry_run: bool = False
+    ) -> dict[str, object]:
+        key = (namespace, name)
+        self.journal.add("dry-patch" if dry_run else "patch", f"{namespace}/{name}")
+        if key in self.account_failures:
+            raise self.account_failures[key]
+        with self._lock:
+            edits = self.account_edits.get(key)
+            if edits:
+                self.accounts[key] = edits.pop(0)
+            current = self.accounts[key]
+            if patch["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:  # type: ignore[index]
+                raise KubeError("conflict", status=409, retryable=True)
+            if dry_run:
+                return copy.deepcopy(current)
+            version = str(int(current["metadata"]["resourceVersion"]) + 1)  # type: ignore[index]
+            updated = {**copy.deepcopy(current), "imagePullSecrets": patch["imagePullSecrets"]}
+            updated["metadata"]["resourceVersion"] = version  # type: ignore[index]
+            self.accounts[key] = updated
+            return copy.deepcopy(updated)
+
+    def create_event(self, namespace: str, event: dict[str, object]) -> None:
+        self.journal.add("event", namespace)
+        if self.event_failure is not None:
+            raise self.event_failure
+        with self._lock:
+            self.events.append(copy.deepcopy(event))
+
     def dockerconfig(self, namespace: str) -> dict[str, object]:
         data = self.secrets[namespace]["data"]
         return json.loads(base64.b64decode(data[".dockerconfigjson"]))  # type: ignore[index]
 
 
-def pull_secret(auths: dict[str, object] | None = None, *, alias: str | None = None) -> dict[str, object]:
+def pull_secret(
+    auths: dict[str, object] | None = None, *, alias: str | None = None, expires_at: str | None = None
+) -> dict[str, object]:
     """A dockerconfigjson secret as another tool (or an earlier run, with ``alias``) left it."""
     config = {"auths": auths or {}}
-    metadata: dict[str, object] = {"annotations": {TOKEN_ALIAS: alias}} if alias else {}
+    annotations = {TOKEN_ALIAS: alias} if alias else {}
+    if expires_at:
+        annotations[EXPIRES_AT] = expires_at
+    metadata: dict[str, object] = {"annotations": annotations} if annotations else {}
     return {
         "type": DOCKERCONFIG_TYPE,
         "metadata": metadata,

@@ -41,17 +41,17 @@ def test_config_defaults():
     settings = settings_with()
     assert settings.api_endpoint == DEFAULT_API_ENDPOINT
     assert settings.secret_name == "crusoe-image-pull-secrets"
-    assert settings.namespaces == ("team-a", "team-b")
+    assert settings.clusters[0].selection.names == ("team-a", "team-b")
     assert settings.token_lifetime == timedelta(hours=12)
     assert settings.alias_prefix == "ccr-rotator"
     assert settings.keep_previous_tokens == 1
-    assert settings.kubeconfig == LocalFile(Path("/home/ops/.kube/config"))
+    assert settings.clusters[0].kubeconfig == LocalFile(Path("/home/ops/.kube/config"))
     assert isinstance(settings.credentials, StaticCredentials)
     assert settings.credentials.access_key_id == "AKID"
     assert settings.credentials.secret_key.reveal() == SECRET_KEY
     assert settings.registry == "registry.us-east1-a.ccr.crusoecloudcompute.com"
     assert settings.registry_username == "ops@example.com"
-    assert settings.kube_context is None
+    assert settings.clusters[0].context is None
     assert settings.secret_manager_endpoint == DEFAULT_SECRET_MANAGER_ENDPOINT
     assert settings.max_parallel_writes == 16
     assert settings.log_level == "INFO"
@@ -72,7 +72,7 @@ def test_config_reads_every_tunable():
     assert settings.token_lifetime == timedelta(hours=24)
     assert settings.alias_prefix == "ci-rotator"
     assert settings.keep_previous_tokens == 3
-    assert settings.kube_context == "prod"
+    assert settings.clusters[0].context == "prod"
     assert settings.secret_manager_endpoint == "https://sm.example.com"
     assert settings.max_parallel_writes == 4
     assert settings.log_level == "DEBUG"
@@ -88,11 +88,18 @@ def test_config_reads_every_tunable():
         ("MAX_PARALLEL_WRITES", "1", "max_parallel_writes", 1),
         ("MAX_PARALLEL_WRITES", "128", "max_parallel_writes", 128),
         ("TARGET_SECRET_NAME", "s" * 253, "secret_name", "s" * 253),
-        ("TARGET_NAMESPACES", "n" * 63, "namespaces", ("n" * 63,)),
+        ("MAX_PARALLEL_CLUSTERS", "1", "max_parallel_clusters", 1),
+        ("MAX_PARALLEL_CLUSTERS", "32", "max_parallel_clusters", 32),
+        ("EXPIRY_WARNING_HOURS", "1", "expiry_warning", timedelta(hours=1)),
+        ("EXPIRY_WARNING_HOURS", "11", "expiry_warning", timedelta(hours=11)),
     ],
 )
 def test_config_accepts_the_limits_themselves(variable, value, field, expected):
     assert getattr(settings_with(**{variable: value}), field) == expected
+
+
+def test_config_accepts_the_longest_namespace_name():
+    assert settings_with(TARGET_NAMESPACES="n" * 63).clusters[0].selection.names == ("n" * 63,)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +154,7 @@ def test_config_accepts_helm_chart_and_cli_names():
         TOKEN_ALIAS="legacy",
     )
     assert settings.credentials.access_key_id == "AK2"
-    assert settings.namespaces == ("one",)
+    assert settings.clusters[0].selection.names == ("one",)
     assert settings.api_endpoint == "https://api.crusoecloud.com/v1alpha5"
     assert settings.alias_prefix == "legacy"
 
@@ -161,7 +168,7 @@ def test_config_secret_manager_sources():
         KUBECONFIG_SECRET="projects/p/secrets/kube/versions/3",
     )
     assert settings.credentials == SecretManagerRef("projects/p/secrets/crusoe/versions/latest")
-    assert settings.kubeconfig == SecretManagerRef("projects/p/secrets/kube/versions/3")
+    assert settings.clusters[0].kubeconfig == SecretManagerRef("projects/p/secrets/kube/versions/3")
 
 
 def test_config_registry_url_scheme_is_stripped():
@@ -184,15 +191,19 @@ NO_STATIC_CREDENTIALS = {"CRUSOE_ACCESS_KEY": None, "CRUSOE_SECRET_KEY": None}
             "must be a registry host such as registry.us-east1-a.ccr.crusoecloudcompute.com, got 'a host/path'",
         ),
         ({"REGISTRY_USERNAME": ""}, "REGISTRY_USERNAME", "is required"),
-        ({"TARGET_NAMESPACES": None}, "TARGET_NAMESPACES", "is required: a comma-separated list of namespaces"),
+        (
+            {"TARGET_NAMESPACES": None},
+            "TARGET_NAMESPACES",
+            "is required: comma-separated namespaces or globs ('*' for all), or set TARGET_NAMESPACE_SELECTOR",
+        ),
         ({"TARGET_NAMESPACES": ",,"}, "TARGET_NAMESPACES", "lists no namespace"),
         ({"TARGET_NAMESPACE": ",,", "TARGET_NAMESPACES": None}, "TARGET_NAMESPACE", "lists no namespace"),
         (
             {"TARGET_NAMESPACES": "ok,Bad_Name,x_y"},
             "TARGET_NAMESPACES",
-            "not valid namespace names: 'Bad_Name', 'x_y'",
+            "not valid namespace names or globs: 'Bad_Name', 'x_y'",
         ),
-        ({"TARGET_NAMESPACES": "a" * 64}, "TARGET_NAMESPACES", f"not valid namespace names: '{'a' * 64}'"),
+        ({"TARGET_NAMESPACES": "a" * 64}, "TARGET_NAMESPACES", f"not valid namespace names or globs: '{'a' * 64}'"),
         ({"TARGET_SECRET_NAME": "UPPER"}, "TARGET_SECRET_NAME", "must be a valid Kubernetes object name, got 'UPPER'"),
         (
             {"TARGET_SECRET_NAME": "s" * 254},

@@ -147,7 +147,9 @@ def test_merged_dockerconfig_is_compact_sorted_json_so_equal_inputs_give_equal_b
 
 
 def test_merge_refuses_data_that_is_not_strict_base64():
-    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is not valid JSON$"):
+    with pytest.raises(
+        SecretConflictError, match=r"^the existing \.dockerconfigjson is not valid JSON \(or nests too deep\)$"
+    ):
         merged_dockerconfig({"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": "e3*0="}}, LOGIN)
 
 

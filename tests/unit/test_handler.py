@@ -6,7 +6,8 @@ import flask
 import pytest
 from rotator.clients import Clients
 from rotator.errors import BadRequestError, KubeError
-from rotator.handler import Handler, parse_body
+from rotator.fleet import Target
+from rotator.handler import Handler, RunRequest, parse_body
 
 from tests.unit.fakes import FakeCluster, FakeRegistry, Journal
 
@@ -22,11 +23,19 @@ ENV = {
 
 
 @pytest.mark.parametrize(
-    ("raw", "dry_run"),
-    [(b"", False), (b"  ", False), (b"{}", False), (b'{"dry_run": true}', True), (b'{"dry_run": false}', False)],
+    ("raw", "expected"),
+    [
+        (b"", RunRequest()),
+        (b"  ", RunRequest()),
+        (b"{}", RunRequest()),
+        (b'{"dry_run": true}', RunRequest(dry_run=True)),
+        (b'{"dry_run": false}', RunRequest()),
+        (b'{"clusters": ["a", "b", "a"]}', RunRequest(clusters=("a", "b"))),
+        (b'{"clusters": ["a"], "dry_run": true}', RunRequest(dry_run=True, clusters=("a",))),
+    ],
 )
-def test_parse_body_accepts(raw, dry_run):
-    assert parse_body(raw) is dry_run
+def test_parse_body_accepts(raw, expected):
+    assert parse_body(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -37,6 +46,10 @@ def test_parse_body_accepts(raw, dry_run):
         (b'{"force": true}', "unknown field"),
         (b'{"dry_run": "yes"}', "true or false"),
         (b"\xff\xfe", "not valid JSON"),
+        (b'{"clusters": []}', "non-empty list"),
+        (b'{"clusters": "a"}', "non-empty list"),
+        (b'{"clusters": [1]}', "non-empty list"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON|JSON object"),
     ],
 )
 def test_parse_body_rejects(raw, match):
@@ -54,9 +67,10 @@ class Connector:
         self.asked: list[bool] = []
 
     def __call__(self, settings, *, with_registry):
-        assert settings.namespaces == ("web", "ml")
+        assert [c.selection.names for c in settings.clusters] == [("web", "ml")]
         self.asked.append(with_registry)
-        return Clients(kube=self.cluster, crusoe=self.registry if with_registry else None)
+        targets = [Target(config, lambda: self.cluster) for config in settings.clusters]
+        return Clients(crusoe=self.registry if with_registry else None, targets=targets)
 
 
 def call(handler, method="POST", data=b""):
@@ -85,15 +99,31 @@ def test_handler_answers_405_with_allow_for_other_methods(handler, connector, me
 def test_handler_answers_400_for_a_bad_body_and_connects_to_nothing(handler, connector):
     response = call(handler, data=b'{"force": true}')
     assert response.status_code == 400
-    assert response.get_json() == {"status": "failed", "error": "unknown field(s) force; allowed: dry_run"}
+    assert response.get_json() == {"status": "failed", "error": "unknown field(s) force; allowed: clusters, dry_run"}
     assert connector.asked == []
 
 
-@pytest.mark.parametrize(("method", "data", "asked"), [("GET", b"", False), ("POST", b'{"dry_run": true}', False)])
-def test_handler_asks_for_no_registry_client_to_read(handler, connector, method, data, asked):
-    assert call(handler, method, data).status_code == 200
+@pytest.mark.parametrize(
+    ("method", "data", "asked", "code"), [("GET", b"", False, 503), ("POST", b'{"dry_run": true}', True, 200)]
+)
+def test_handler_asks_for_a_registry_client_only_to_rotate_or_prove_the_key(
+    handler, connector, method, data, asked, code
+):
+    assert call(handler, method, data).status_code == code
     assert connector.asked == [asked]
     assert connector.registry.minted == []
+
+
+def test_handler_answers_400_for_an_unknown_cluster_and_changes_nothing(handler, connector):
+    response = call(handler, data=b'{"clusters": ["nope"]}')
+    assert response.status_code == 400
+    assert "unknown cluster(s) nope; configured: default" in response.get_json()["error"]
+    assert connector.registry.minted == []
+
+
+def test_handler_rotation_of_the_whole_fleet_by_name_keeps_the_plain_prefix(handler, connector):
+    body = call(handler, data=b'{"clusters": ["default"]}').get_json()
+    assert body["token"]["alias"].startswith("ccr-rotator-2")
 
 
 def test_handler_rotates_with_a_registry_client(handler, connector):
@@ -109,7 +139,11 @@ def test_handler_status_answer_names_the_secret_and_registry(handler):
     body = call(handler, "GET").get_json()
     assert body["secret_name"] == "crusoe-image-pull-secrets"
     assert body["registry"] == HOST
-    assert body["namespaces"] == [{"namespace": "web", "exists": False}, {"namespace": "ml", "exists": False}]
+    assert [(n["cluster"], n["namespace"], n["exists"]) for n in body["namespaces"]] == [
+        ("default", "web", False),
+        ("default", "ml", False),
+    ]
+    assert body["clusters"] == [{"name": "default", "server": "fake-apiserver.example:6443"}]
 
 
 def test_handler_dry_run_answer_is_marked(handler):

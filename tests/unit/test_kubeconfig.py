@@ -143,7 +143,7 @@ def test_kube_context_setting_reaches_the_client(tmp_path):
         settings = load_settings(env if context is None else {**env, "KUBE_CONTEXT": context})
         clients = connect(settings, with_registry=False)
         try:
-            assert clients.kube._server == server
+            assert clients.targets[0].connect().server == server
         finally:
             clients.close()
 

@@ -185,7 +185,7 @@ def test_handler_reads_a_chunked_dry_run_body(handler, connector):
     response = call(handler, environ={"wsgi.input": stream, "wsgi.input_terminated": True})
     assert response.status_code == 200
     assert response.get_json()["dry_run"] is True
-    assert connector.asked == [False]
+    assert connector.asked == [True]  # a dry run proves the Crusoe key with a signed read
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_handler_plans_on_a_json_body_sent_as_octets(handler, connector):
     response = call(handler, data=b'{"dry_run": true}', headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 200
     assert response.get_json()["dry_run"] is True
-    assert connector.asked == [False]
+    assert connector.asked == [True]  # a dry run proves the Crusoe key with a signed read
 
 
 def test_handler_refuses_methods_before_reading_the_configuration(connector):

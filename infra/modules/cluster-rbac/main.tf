@@ -2,7 +2,15 @@ locals {
   # The one source of truth shared with infra/rbac/render.py (the plain manifests for kubectl users).
   rbac       = jsondecode(file("${path.module}/rules.json"))
   labels     = merge(local.rbac.labels, var.labels)
-  namespaces = toset(var.namespaces)
+  namespaces = var.all_namespaces ? toset([]) : toset(var.namespaces)
+
+  # Which `when` values of rules.json this configuration grants (see its description).
+  service_account_mode = length(var.service_accounts) == 0 ? "none" : (contains(var.service_accounts, "*") ? "all_service_accounts" : "named_service_accounts")
+  active               = ["always", local.service_account_mode, var.all_namespaces ? "namespace_selection" : "none"]
+  names                = { secret_name = [var.secret_name], service_accounts = var.service_accounts }
+  namespace_rules      = [for rule in local.rbac.rules : rule if contains(local.active, rule.when)]
+  cluster_rules        = [for rule in local.rbac.cluster_rules : rule if contains(local.active, rule.when)]
+  cluster_role_name    = "${var.service_account.name}-${var.service_account.namespace}"
 }
 
 resource "kubernetes_service_account_v1" "this" {
@@ -25,12 +33,12 @@ resource "kubernetes_role_v1" "this" {
   }
 
   dynamic "rule" {
-    for_each = local.rbac.rules
+    for_each = local.namespace_rules
     content {
       api_groups     = rule.value.api_groups
       resources      = rule.value.resources
       verbs          = rule.value.verbs
-      resource_names = rule.value.narrow_to_secret_name ? [var.secret_name] : null
+      resource_names = rule.value.narrow_to == null ? null : local.names[rule.value.narrow_to]
     }
   }
 }
@@ -48,6 +56,48 @@ resource "kubernetes_role_binding_v1" "this" {
     api_group = "rbac.authorization.k8s.io"
     kind      = "Role"
     name      = kubernetes_role_v1.this[each.key].metadata[0].name
+  }
+
+  subject {
+    kind      = "ServiceAccount"
+    name      = kubernetes_service_account_v1.this.metadata[0].name
+    namespace = kubernetes_service_account_v1.this.metadata[0].namespace
+  }
+}
+
+# Namespaces chosen by glob, '*' or label selector: the same rules in every namespace (still narrowed to the
+# one secret name), plus list on namespaces. Only in that mode.
+resource "kubernetes_cluster_role_v1" "this" {
+  count = var.all_namespaces ? 1 : 0
+
+  metadata {
+    name   = local.cluster_role_name
+    labels = local.labels
+  }
+
+  dynamic "rule" {
+    for_each = concat(local.namespace_rules, local.cluster_rules)
+    content {
+      api_groups     = rule.value.api_groups
+      resources      = rule.value.resources
+      verbs          = rule.value.verbs
+      resource_names = rule.value.narrow_to == null ? null : local.names[rule.value.narrow_to]
+    }
+  }
+}
+
+resource "kubernetes_cluster_role_binding_v1" "this" {
+  count = var.all_namespaces ? 1 : 0
+
+  metadata {
+    name   = local.cluster_role_name
+    labels = local.labels
+  }
+
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "ClusterRole"
+    name      = kubernetes_cluster_role_v1.this[0].metadata[0].name
   }
 
   subject {

@@ -12,3 +12,8 @@ output "service_account_namespace" {
   description = "Namespace of the rotator's ServiceAccount."
   value       = kubernetes_service_account_v1.this.metadata[0].namespace
 }
+
+output "cluster_role_name" {
+  description = "Name of the ClusterRole (and its binding) when all_namespaces is set, else null."
+  value       = var.all_namespaces ? kubernetes_cluster_role_v1.this[0].metadata[0].name : null
+}

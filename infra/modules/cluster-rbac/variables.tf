@@ -5,19 +5,39 @@ variable "labels" {
   nullable    = false
 }
 
+variable "all_namespaces" {
+  description = "Set when the rotator selects namespaces by glob, '*' or label selector (TARGET_NAMESPACES=team-*, TARGET_NAMESPACE_SELECTOR): one ClusterRole with the same rules in every namespace (secret verbs still narrowed to the one secret name) plus list on namespaces, instead of a Role per namespace. Trade-off: the rotator can then write that one secret name in any namespace, including ones created later."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "namespaces" {
-  description = "Target namespaces: in each one a Role and a RoleBinding let the rotator write the pull secret. The namespaces must exist."
+  description = "Target namespaces: in each one a Role and a RoleBinding let the rotator write the pull secret. The namespaces must exist. Ignored (may be empty) with all_namespaces."
   type        = list(string)
+  default     = []
   nullable    = false
 
   validation {
-    condition     = length(var.namespaces) > 0 && alltrue([for ns in var.namespaces : can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns))])
-    error_message = "namespaces must hold at least one valid Kubernetes namespace name (DNS-1123 label)."
+    condition     = alltrue([for ns in var.namespaces : can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns))])
+    error_message = "namespaces must hold valid Kubernetes namespace names (DNS-1123 labels)."
+  }
+}
+
+variable "service_accounts" {
+  description = "PATCH_SERVICE_ACCOUNTS of the function: service account names whose imagePullSecrets get the pull secret (get and patch narrowed to these names), or [\"*\"] for every service account of each target namespace (get, list and patch on all of them). Empty: no service account permission."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = (length(var.service_accounts) == 1 && var.service_accounts[0] == "*") || alltrue([for sa in var.service_accounts : can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", sa))])
+    error_message = "service_accounts must be valid service account names, or [\"*\"] alone."
   }
 }
 
 variable "secret_name" {
-  description = "Name of the pull secret the rotator writes; every verb (get, create, patch) is narrowed to it with resourceNames."
+  description = "Name of the pull secret the rotator writes; every secret verb (get, create, patch) is narrowed to it with resourceNames."
   type        = string
   default     = "crusoe-image-pull-secrets"
   nullable    = false
