@@ -364,6 +364,7 @@ class CrusoeEmulator(BackgroundServer):
         self._serial = 0
         self._gates: list[Gate] = []
         self._login_checks = 0
+        self._mint_aliases: list[str] = []
 
     # -- URLs -----------------------------------------------------------------------------
 
@@ -484,6 +485,15 @@ class CrusoeEmulator(BackgroundServer):
         return key is not None and parse_timestamp(key.expires_at) > now
 
     @property
+    def mint_aliases(self) -> list[str]:
+        """The alias of every authenticated mint request, in arrival order, faulted ones included.
+
+        Shows that a lost mint is never sent again with the same alias (which could mint a duplicate).
+        """
+        with self._lock:
+            return list(self._mint_aliases)
+
+    @property
     def login_checks(self) -> int:
         """How many registry login checks were made (pulls emulated)."""
         with self._lock:
@@ -548,10 +558,17 @@ class CrusoeEmulator(BackgroundServer):
             self._deleted.clear()
             self._faults.clear()
             self._login_checks = 0
+            self._mint_aliases.clear()
             self._requests.clear()
             self._violations.clear()
         for gate in gates:
             gate.release()
+
+    def clear_faults(self) -> None:
+        """Forget injected faults and release held answers; keys and the request log stay (the next run's world)."""
+        with self._lock:
+            self._faults.clear()
+        self.release_all()
 
     def release_all(self) -> None:
         """Release every held answer (also done by ``reset`` and ``stop``)."""
@@ -667,6 +684,8 @@ class CrusoeEmulator(BackgroundServer):
             )
         except AuthError as exc:
             return _Response(401, self.error(401, str(exc)), {}), None
+        if operation.operation_id == "createCcrToken":
+            self._note_mint(body)
         fault = self._take_fault(operation)
         if fault is not None and fault.reset == "before":
             return _Response(0, None, {}), fault
@@ -742,6 +761,14 @@ class CrusoeEmulator(BackgroundServer):
             return
         for problem in spec.validate(schema, response.body, "response"):
             self._violation(f"{operation.operation_id}: {problem}")
+
+    def _note_mint(self, body: bytes) -> None:
+        try:
+            alias = json.loads(body).get("alias")
+        except (ValueError, AttributeError):
+            alias = None
+        with self._lock:
+            self._mint_aliases.append(alias if isinstance(alias, str) else "")
 
     def _gates_snapshot(self) -> list[Gate]:
         with self._lock:

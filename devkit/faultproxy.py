@@ -180,7 +180,7 @@ class Rule:
 
     def fires(self, method: str, path: str) -> bool:
         """Count a matching request; true when it is past ``skip`` and within ``times`` (call under the lock)."""
-        if method != self.method or not self.path.match(path):
+        if self.method not in ("*", method) or not self.path.match(path):
             return False
         self.seen += 1
         past = self.seen - self.skip
@@ -211,7 +211,11 @@ class _ProxyHandler(JsonHandler):
         path, query = self.raw_path, self.raw_query
         body = self.read_body()
         rule = proxy.match(method, path)
-        status = self._apply(proxy, rule, method, body)
+        try:
+            status = self._apply(proxy, rule, method, body)
+        except OSError:  # the client gave up (its timeout) while the answer was held: nobody to answer
+            self.close_connection = True
+            status = CUT
         proxy.record(RequestRecord(method, path, query, status))
 
     def _apply(self, proxy: FaultProxy, rule: Rule | None, method: str, body: bytes) -> int:

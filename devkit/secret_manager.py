@@ -271,6 +271,13 @@ class SecretManagerServer(BackgroundServer):
         with self._lock:
             self._faults.append(_Fault(target, status, times, secret=secret, delay=delay))
 
+    def clear_faults(self) -> None:
+        """Forget injected faults and denials; secrets, tokens and the request log stay (the next run's world)."""
+        with self._lock:
+            self._faults.clear()
+            self._denied.clear()
+            self._bad_crc = 0
+
     def corrupt_crc32c(self, times: int = 1) -> None:
         """Make the next ``times`` successful accesses carry a wrong ``dataCrc32c``."""
         with self._lock:
