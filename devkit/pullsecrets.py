@@ -60,12 +60,12 @@ def read_held(api: client.ApiClient, namespace: str, registry: str, name: str = 
 def list_held(api: client.ApiClient, namespaces: Iterable[str], registry: str) -> dict[str, Held]:
     """Every target namespace's rotator-managed pull secret, in one list call (the soak's sample)."""
     wanted = set(namespaces)
-    items = client.CoreV1Api(api).list_secret_for_all_namespaces(label_selector=MANAGED_BY).items
-    return {
-        item.metadata.namespace: _held(item.metadata.namespace, item, registry)
-        for item in items
-        if item.metadata.namespace in wanted and item.metadata.name == PULL_SECRET_NAME
-    }
+    held: dict[str, Held] = {}
+    for item in client.CoreV1Api(api).list_secret_for_all_namespaces(label_selector=MANAGED_BY).items:
+        meta = item.metadata
+        if meta is not None and meta.namespace in wanted and meta.name == PULL_SECRET_NAME:
+            held[str(meta.namespace)] = _held(str(meta.namespace), item, registry)
+    return held
 
 
 def summary(status: int, body: dict[str, Any]) -> str:
