@@ -11,7 +11,7 @@ export NO_GCE_CHECK ?= True
 export GCE_METADATA_HOST ?= 127.0.0.1:9
 export GCE_METADATA_IP ?= 127.0.0.1:9
 
-.PHONY: help install lock lint audit test mutate run demo bench cluster-up cluster-down kubeconfig clean
+.PHONY: help install lock lint audit test mutate run demo bench soak reliability cluster-up cluster-down kubeconfig clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,6 +55,18 @@ demo: $(STAMP) ## End to end on this machine: control plane, Crusoe emulator, tw
 bench: $(STAMP) ## Rotation cost at 10, 100 and 1,000 namespaces against the baseline (bench/results)
 	$(PY) -m devkit.binaries build
 	$(PY) -m bench
+
+# Sizes of the soak: make soak SOAK_NAMESPACES=20 SOAK_ROTATIONS=400 for the large run.
+SOAK_NAMESPACES ?= 3
+SOAK_ROTATIONS ?= 12
+soak: $(STAMP) ## Many rotations (overlaps, retries, faults) while a checker samples every pull secret's token
+	$(PY) -m devkit.binaries build
+	PYTHONPATH=function $(PY) -m devkit.soak --namespaces $(SOAK_NAMESPACES) --rotations $(SOAK_ROTATIONS) \
+	  --max-seconds 1800
+
+reliability: $(STAMP) ## Fault scenarios, bad inputs and a soak -> docs/reliability.md (table: expected/observed)
+	$(PY) -m devkit.binaries build
+	PYTHONPATH=function timeout 3600 $(PY) -m devkit.reliability
 
 cluster-up: $(STAMP) ## Start etcd + kube-apiserver on loopback; admin kubeconfig in .cache/cluster/
 	$(PY) -m devkit.binaries build

@@ -16,16 +16,16 @@ each process from ``/proc``. It is a program that measures and reports, not a te
 about the goals, it prints them met or not. Results go to ``bench/results/latest.json`` and a chart.
 
 ``--rtt-ms 0,2,10`` runs the optional **latency scenario** instead: for each round-trip time, a fresh control
-plane, and the three contenders reach kube-apiserver through ``bench/delay_proxy.py``, a loopback proxy that
-delays each direction by half the RTT. In production the function talks to a remote apiserver, where
-round trips, not this machine's two cores, dominate; loopback alone cannot show that. Setup, request
-counting, kube-apiserver to etcd and the Crusoe emulator stay undelayed. Results go to
+plane, and the three contenders reach kube-apiserver through the delay layer of ``devkit/faultproxy.py`` (the
+project's fault proxy), which delays each direction by half the RTT. In production the function talks to a
+remote apiserver, where round trips, not this machine's two cores, dominate; loopback alone cannot show that.
+Setup, request counting, kube-apiserver to etcd and the Crusoe emulator stay undelayed. Results go to
 ``bench/results/latency.json`` (the same per-run fields plus ``rtt_ms`` and the measured delay) and
-``docs/benchmarks-latency.png``. Why a proxy and not ``tc netem``: see ``bench/delay_proxy.py``.
+``docs/benchmarks-latency.png``. Why a proxy and not ``tc netem``: see ``devkit/faultproxy.py``.
 Modules, in the order a run goes through them: ``cli`` (options), ``run`` (the one runner, for both
 scenarios), ``scenarios`` (control plane, emulator, delay proxy), ``contenders`` (namespaces, accounts,
 the function), ``measure`` (rounds and their summary), ``accounting`` (``/proc`` and the apiserver's
 request counter), ``results`` (typed records, goals, JSON), ``report`` (JSON file, table, charts);
-``baseline``, ``raw`` and ``delay_proxy`` are the baseline, the raw client and the latency proxy;
+``baseline`` and ``raw`` are the baseline and the raw client (the latency proxy is ``devkit/faultproxy.py``);
 ``pyspy`` the ``--profile`` option.
 """

@@ -1,7 +1,7 @@
 """The latency scenario's network: the delay proxy in front of kube-apiserver, and a check of its delay.
 
 In production the function talks to a remote apiserver, where round trips, not this machine's two cores,
-dominate; loopback alone cannot show that. Why a proxy and not ``tc netem``: see ``bench/delay_proxy.py``.
+dominate; loopback alone cannot show that. Why a proxy and not ``tc netem``: see ``devkit/faultproxy.py``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ SAMPLES = 21
 
 @contextmanager
 def delay_proxy(upstream: str, rtt_ms: float, log_path: Path) -> Iterator[tuple[str, int]]:
-    """Run ``bench/delay_proxy.py`` in front of kube-apiserver; yield its URL and pid, stop it on the way out.
+    """Run ``devkit/faultproxy.py``'s delay layer in front of kube-apiserver; yield its URL and pid, then stop it.
 
     The proxy is a separate process, so its CPU is neither the bench driver's GIL nor "other processes".
     """
-    argv = [sys.executable, "-m", "bench.delay_proxy", "--upstream-port", upstream.rsplit(":", 1)[1]]
+    argv = [sys.executable, "-m", "devkit.faultproxy", "--upstream-port", upstream.rsplit(":", 1)[1]]
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             [*argv, "--rtt-ms", f"{rtt_ms:g}"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log

@@ -100,7 +100,7 @@ def draw_chart(report: Report, path: Path) -> None:
 def draw_latency_chart(report: Report, path: Path) -> None:
     """Seconds against the added RTT, one panel per N, for the three contenders."""
     sizes = sorted({run.namespaces for run in report.runs})
-    note = report.machine + "; delay added by bench/delay_proxy.py on loopback"
+    note = report.machine + "; delay added by devkit/faultproxy.py on loopback"
     with _figure(path, note, len(sizes)) as panels:
         for axes, size in zip(panels, sizes, strict=True):
             runs = [run for run in report.runs if run.namespaces == size]

@@ -20,7 +20,7 @@ from devkit.crusoe_emulator import format_time
 
 LATENCY_SCENARIO = (
     "latency: the function, the baseline and the raw client reach kube-apiserver through "
-    "bench/delay_proxy.py on 127.0.0.1, which delays each direction by rtt_ms / 2 (and a new "
+    "devkit/faultproxy.py on 127.0.0.1, which delays each direction by rtt_ms / 2 (and a new "
     "connection's first bytes by one more RTT); kube-apiserver to etcd, the Crusoe emulator, the "
     "HTTP call into the function, setup and request counting are not delayed"
 )

@@ -21,6 +21,11 @@ Out of process (demo, benchmark)::
 
 prints one JSON line (``{"base_url": ..., "control_url": ...}``) when ready and runs until
 SIGTERM; ``GET {control_url}/tokens`` and ``GET {control_url}/requests`` expose its state.
+
+It also plays the registry's login check, so a test can ask what a kubelet's pull would find: ``is_live(token)``
+(or ``GET /v2/`` with Basic credentials, 200 or 401; or ``POST {control_url}/pull``). For interleavings,
+``hold()`` performs a request but holds its answer until the returned gate is released, and
+``inject(..., reset="before"|"after")`` drops the connection before or after performing the operation.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from devkit.loopback import BackgroundServer, JsonHandler, RequestRecord, serve_until_signal
+from devkit.loopback import BackgroundServer, Gate, JsonHandler, RequestRecord, serve_until_signal
 from devkit.swagger import Operation, Spec, load_specs
 
 if TYPE_CHECKING:
@@ -243,6 +248,8 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     malformed: bool = False
+    reset: str | None = None
+    gate: Gate | None = None
 
     def matches(self, operation: Operation) -> bool:
         """Match ``*``, an operation id, or ``METHOD /path`` (path after the version prefix)."""
@@ -261,6 +268,9 @@ class _Handler(JsonHandler):
         assert isinstance(emulator, CrusoeEmulator)  # narrows the type for mypy
         raw_path, raw_query = self.raw_path, self.raw_query
         body = self.read_body()
+        if method == "GET" and raw_path == REGISTRY_LOGIN_PATH:
+            self._registry_login(emulator)
+            return
         if raw_path == CONTROL_PREFIX or raw_path.startswith(CONTROL_PREFIX + "/"):
             status, payload = emulator.handle_control(method, raw_path[len(CONTROL_PREFIX) :], body)
             self.send_json(status, payload)
@@ -276,6 +286,12 @@ class _Handler(JsonHandler):
         except Exception as exc:  # noqa: BLE001 - an emulator bug must surface as a 500 and a violation, not a hang
             emulator._violation(f"emulator error on {method} {raw_path}: {exc!r}")
             response, fault = _Response(500, emulator.error(500, "emulator error"), {}), None
+        if fault is not None and fault.gate is not None:
+            fault.gate.wait()  # the operation is done; only its answer is late
+        if fault is not None and fault.reset is not None:
+            emulator._record(RequestRecord(method, raw_path, raw_query, 0))
+            self.reset_connection()
+            return
         data = b"" if response.body is None else json.dumps(response.body).encode()
         if fault is not None and fault.malformed:
             # Cut mid-document, as a proxy dropping the connection would.
@@ -284,6 +300,30 @@ class _Handler(JsonHandler):
             emulator.stopping.wait(fault.delay)
         emulator._record(RequestRecord(method, raw_path, raw_query, response.status))
         self.send_bytes(response.status, data, headers=response.headers)
+
+    def _registry_login(self, emulator: CrusoeEmulator) -> None:
+        """``GET /v2/`` with Basic credentials, as a registry client (a kubelet's pull) authenticates."""
+        token = _basic_password(self.headers.get("Authorization"))
+        live = token is not None and emulator.is_live(token)
+        status = 200 if live else 401
+        headers = {} if live else {"WWW-Authenticate": 'Basic realm="emulated registry"'}
+        self.send_json(status, {} if live else {"errors": [{"code": "UNAUTHORIZED"}]}, headers)
+
+
+#: The registry's login check (``GET /v2/``, Docker registry API v2): what a kubelet's pull authenticates with.
+REGISTRY_LOGIN_PATH = "/v2/"
+
+
+def _basic_password(authorization: str | None) -> str | None:
+    """The password of a ``Basic`` Authorization header (a registry token), or None."""
+    if not authorization or not authorization.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(authorization[len("Basic ") :], validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep else None
 
 
 class CrusoeEmulator(BackgroundServer):
@@ -322,6 +362,9 @@ class CrusoeEmulator(BackgroundServer):
         self._requests: list[RequestRecord] = []
         self._violations: list[str] = []
         self._serial = 0
+        self._gates: list[Gate] = []
+        self._login_checks = 0
+        self._mint_aliases: list[str] = []
 
     # -- URLs -----------------------------------------------------------------------------
 
@@ -334,6 +377,11 @@ class CrusoeEmulator(BackgroundServer):
     def base_url_v1(self) -> str:
         """The same API under the ``/v1`` prefix."""
         return self.origin + "/v1"
+
+    @property
+    def registry_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the emulated registry's own host (its login check is ``/v2/``)."""
+        return self.origin
 
     @property
     def control_url(self) -> str:
@@ -425,6 +473,44 @@ class CrusoeEmulator(BackgroundServer):
         with self._lock:
             return list(self._violations)
 
+    def is_live(self, token: str) -> bool:
+        """The registry's login check: is ``token`` a key that exists (not revoked) and has not expired?
+
+        What a kubelet pulling an image finds out; the soak's checker asks it for every sampled secret.
+        """
+        now = self.clock()
+        with self._lock:
+            self._login_checks += 1
+            key = next((k for k in self._keys.values() if hmac.compare_digest(k.token, token)), None)
+        return key is not None and parse_timestamp(key.expires_at) > now
+
+    @property
+    def mint_aliases(self) -> list[str]:
+        """The alias of every authenticated mint request, in arrival order, faulted ones included.
+
+        Shows that a lost mint is never sent again with the same alias (which could mint a duplicate).
+        """
+        with self._lock:
+            return list(self._mint_aliases)
+
+    @property
+    def login_checks(self) -> int:
+        """How many registry login checks were made (pulls emulated)."""
+        with self._lock:
+            return self._login_checks
+
+    def hold(self, target: str = "createCcrToken", times: int = 1) -> Gate:
+        """Perform the next ``times`` requests to ``target`` but hold their answers until the gate is released.
+
+        ``gate.arrived`` is set once a held request has been performed (a mint has created its token): the
+        moment to start a second call "while the first's mint answer is in flight".
+        """
+        gate = Gate()
+        with self._lock:
+            self._faults.append(Fault(target, None, times, gate=gate))
+            self._gates.append(gate)
+        return gate
+
     def inject(
         self,
         target: str = "*",
@@ -434,6 +520,7 @@ class CrusoeEmulator(BackgroundServer):
         retry_after: int | None = None,
         delay: float = 0.0,
         malformed: bool = False,
+        reset: str | None = None,
     ) -> None:
         """Make the next ``times`` authenticated requests to ``target`` fail.
 
@@ -449,22 +536,51 @@ class CrusoeEmulator(BackgroundServer):
                 ``status`` is ``None`` (so a client timeout on POST still mints a token,
                 like the real failure mode).
             malformed: answer a truncated, unparsable JSON body with the same status.
+            reset: ``"before"`` drops the connection with a TCP reset without performing the operation,
+                ``"after"`` performs it and then drops the connection (a mint whose answer is lost).
         """
+        if reset not in (None, "before", "after"):
+            raise ValueError("reset must be None, 'before' or 'after'")
         if status == 429 and retry_after is None:
             retry_after = 1
+        if reset is not None:
+            status = None
         with self._lock:
             self._faults.append(
-                Fault(target, status, times, retry_after=retry_after, delay=delay, malformed=malformed),
+                Fault(target, status, times, retry_after=retry_after, delay=delay, malformed=malformed, reset=reset),
             )
 
     def reset(self) -> None:
         """Forget keys, deleted keys, faults, the request log and violations (credentials stay)."""
         with self._lock:
+            gates, self._gates = self._gates, []
             self._keys.clear()
             self._deleted.clear()
             self._faults.clear()
+            self._login_checks = 0
+            self._mint_aliases.clear()
             self._requests.clear()
             self._violations.clear()
+        for gate in gates:
+            gate.release()
+
+    def clear_faults(self) -> None:
+        """Forget injected faults and release held answers; keys and the request log stay (the next run's world)."""
+        with self._lock:
+            self._faults.clear()
+        self.release_all()
+
+    def release_all(self) -> None:
+        """Release every held answer (also done by ``reset`` and ``stop``)."""
+        with self._lock:
+            gates = list(self._gates)
+        for gate in gates:
+            gate.release()
+
+    def stop(self) -> None:
+        """Release held answers, then stop serving."""
+        self.release_all()
+        super().stop()
 
     # -- request processing (called by handler threads) -----------------------------------
 
@@ -568,7 +684,11 @@ class CrusoeEmulator(BackgroundServer):
             )
         except AuthError as exc:
             return _Response(401, self.error(401, str(exc)), {}), None
+        if operation.operation_id == "createCcrToken":
+            self._note_mint(body)
         fault = self._take_fault(operation)
+        if fault is not None and fault.reset == "before":
+            return _Response(0, None, {}), fault
         if fault is not None and fault.status is not None:
             retry = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             return _Response(fault.status, self.error(fault.status, "injected fault"), retry), fault
@@ -642,11 +762,29 @@ class CrusoeEmulator(BackgroundServer):
         for problem in spec.validate(schema, response.body, "response"):
             self._violation(f"{operation.operation_id}: {problem}")
 
+    def _note_mint(self, body: bytes) -> None:
+        try:
+            alias = json.loads(body).get("alias")
+        except (ValueError, AttributeError):
+            alias = None
+        with self._lock:
+            self._mint_aliases.append(alias if isinstance(alias, str) else "")
+
+    def _gates_snapshot(self) -> list[Gate]:
+        with self._lock:
+            return list(self._gates)
+
     def _secret_for(self, access_key_id: str) -> str | None:
         with self._lock:
             return self._credentials.get(access_key_id)
 
     # -- control surface --------------------------------------------------------------------
+
+    def _control_hold(self, data: dict[str, Any]) -> dict[str, Any]:
+        gate = self.hold(str(data.get("target", "createCcrToken")), int(data.get("times", 1)))
+        with self._lock:
+            index = self._gates.index(gate)
+        return {"hold": index}
 
     def handle_control(self, method: str, sub_path: str, body: bytes) -> tuple[int, Any]:
         """Serve ``/_emulator/*``: state and knobs for out-of-process users (demo, benchmark)."""
@@ -662,6 +800,7 @@ class CrusoeEmulator(BackgroundServer):
             "/deleted": lambda: {"items": [asdict(k) for k in self.deleted()]},
             "/requests": lambda: {"items": [r._asdict() for r in self.requests]},
             "/violations": lambda: {"items": self.contract_violations},
+            "/holds": lambda: {"items": [{"arrived": g.count, "released": g.released} for g in self._gates_snapshot()]},
         }
         setters: dict[str, Callable[[dict[str, Any]], Any]] = {
             "/reset": lambda _: self.reset(),
@@ -682,7 +821,11 @@ class CrusoeEmulator(BackgroundServer):
                 retry_after=d.get("retry_after"),
                 delay=float(d.get("delay", 0.0)),
                 malformed=bool(d.get("malformed", False)),
+                reset=d.get("reset"),
             ),
+            "/hold": self._control_hold,
+            "/release": lambda _: self.release_all(),
+            "/pull": lambda d: {"live": self.is_live(str(d["token"]))},
         }
         path = sub_path.rstrip("/")
         if method == "GET" and path in getters:
@@ -725,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
             "base_url": emulator.base_url,
             "base_url_v1": emulator.base_url_v1,
             "control_url": emulator.control_url,
+            "registry_url": emulator.registry_url,
             "pid": os.getpid(),
         },
     )

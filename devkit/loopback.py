@@ -13,6 +13,8 @@ import ipaddress
 import json
 import signal
 import socket
+import ssl
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +31,46 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+#: The longest a gate holds a request when nobody releases it (a test that forgets cannot hang the run).
+MAX_HOLD_SECONDS = 300.0
+
+
+class Gate:
+    """A held answer in a fake server: ``arrived`` is set once a request waits here, ``release`` lets all go.
+
+    Tests use it to make an interleaving happen for sure ("the second call runs while the first call's answer
+    is held") instead of hoping a sleep is long enough.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        """How many requests have reached the gate."""
+        with self._lock:
+            return self._count
+
+    @property
+    def released(self) -> bool:
+        """Whether ``release`` was called."""
+        return self._released.is_set()
+
+    def release(self) -> None:
+        """Let the held requests (and any later ones) continue."""
+        self._released.set()
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Hold the calling handler until released, or ``seconds`` (default: ``MAX_HOLD_SECONDS``) passed."""
+        with self._lock:
+            self._count += 1
+        self.arrived.set()
+        self._released.wait(MAX_HOLD_SECONDS if seconds is None else seconds)
 
 
 class RequestRecord(NamedTuple):
@@ -156,6 +198,16 @@ class JsonHandler(BaseHTTPRequestHandler):
         """Write ``payload`` as a JSON response."""
         self.send_bytes(status, json.dumps(payload).encode(), headers=headers)
 
+    def reset_connection(self) -> None:
+        """Drop the connection with a TCP reset and no answer, as a crashed server or a cut network would.
+
+        ``SO_LINGER`` with a zero timeout makes the close send RST instead of FIN; the close itself happens
+        when the handler's own files are closed right after this request.
+        """
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
 
 class BackgroundServer:
     """Run a handler class on a loopback port in a daemon thread.
@@ -175,6 +227,8 @@ class BackgroundServer:
         self._thread: threading.Thread | None = None
         #: Set on stop so handlers sleeping for an injected delay wake up at once.
         self.stopping = threading.Event()
+        #: Serve HTTPS with this context when set before ``start`` (the fault proxy terminates TLS).
+        self.ssl_context: ssl.SSLContext | None = None
 
     @property
     def port(self) -> int:
@@ -195,6 +249,11 @@ class BackgroundServer:
             return self
         self.stopping.clear()
         self._server = _Server((self.host, self._requested_port), self.handler_class, self)
+        if self.ssl_context is not None:
+            # The handshake runs in the connection's own handler thread, not in the accepting one.
+            self._server.socket = self.ssl_context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -139,3 +139,39 @@ def write_pki(pki: Path) -> Credentials:
         path.write_bytes(data)
         path.chmod(0o600)
     return Credentials(ca_cert=files["ca.crt"], admin_cert=files["admin.crt"], admin_key=files["admin.key"])
+
+
+def write_loopback_server(directory: Path, common_name: str) -> bytes:
+    """Generate a throwaway CA and a serving certificate for ``127.0.0.1`` signed by it; return the CA's PEM.
+
+    Writes ``server.crt`` and ``server.key`` (0600) into ``directory``. A program that sits between a client
+    and a real server (the fault proxy) presents this, and the client's kubeconfig trusts this CA instead of
+    the cluster's: nothing of the cluster's own PKI needs to leave the control plane.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name((NameOID.COMMON_NAME, f"{common_name}-ca"))
+    ca = _cert(
+        subject=ca_name,
+        public_key=ca_key.public_key(),
+        issuer=ca_name,
+        issuer_key=ca_key,
+        is_ca=True,
+        extensions=[_CA_USAGE],
+    )
+    serving, serving_key = _issued(
+        (ca_name, ca_key),
+        _name((NameOID.COMMON_NAME, common_name)),
+        [
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(LOOPBACK))]),
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+        ],
+    )
+    for name, data in (
+        ("server.crt", serving.public_bytes(serialization.Encoding.PEM)),
+        ("server.key", _pem_key(serving_key)),
+    ):
+        path = directory / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+    return ca.public_bytes(serialization.Encoding.PEM)

@@ -34,6 +34,30 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no control plane: {reason}")
 
 
+class Scenario:
+    """What a fault scenario expects and what it observed, kept with the test's result.
+
+    The values go to the test's ``user_properties`` (so ``--junitxml`` carries them): ``python -m
+    devkit.reliability`` builds ``docs/reliability.md`` from them, so each scenario is written once, as a test.
+    """
+
+    def __init__(self, node: pytest.Item, expected: str) -> None:
+        self._node = node
+        node.user_properties.append(("expected", expected))
+
+    def observed(self, text: str) -> None:
+        """Record what actually happened (call once, with the facts the assertions checked)."""
+        self._node.user_properties.append(("observed", text))
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest) -> Callable[[str], Scenario]:
+    """``scenario("what must happen")`` registers the test as a reliability scenario; see :class:`Scenario`."""
+    node = request.node
+    assert isinstance(node, pytest.Item)
+    return lambda expected: Scenario(node, expected)
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ClusterHandle]:
     """A running control plane for the whole session: reused from ``cluster up``, or started here."""

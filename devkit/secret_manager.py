@@ -103,8 +103,10 @@ class SecretVersion:
 @dataclass
 class _Fault:
     target: str  # "access" or "token"
-    status: int
+    status: int | None  # None: answer normally (after ``delay``)
     remaining: int
+    secret: str | None = None  # access faults only: this secret id, or every secret
+    delay: float = 0.0
 
 
 class SecretManagerServer(BackgroundServer):
@@ -246,18 +248,35 @@ class SecretManagerServer(BackgroundServer):
         with self._lock:
             self._denied.discard((project, secret))
 
-    def inject(self, status: int = 503, times: int = 1, *, target: str = "access") -> None:
+    def inject(
+        self,
+        status: int | None = 503,
+        times: int = 1,
+        *,
+        target: str = "access",
+        secret: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Answer the next ``times`` requests to ``target`` with ``status`` and Google's error body.
 
         Args:
-            status: HTTP status (503 UNAVAILABLE, 429, 500, 403, ...).
+            status: HTTP status (503 UNAVAILABLE, 429, 500, 403, ...); None answers normally (use with ``delay``).
             times: how many requests the fault affects.
             target: ``"access"`` (Secret Manager) or ``"token"`` (the metadata token endpoint).
+            secret: with ``"access"``, only requests for this secret id (``rotator-kubeconfig``) match.
+            delay: seconds to wait before answering (longer than a client's timeout: a timeout).
         """
         if target not in ("access", "token"):
             raise ValueError("target must be 'access' or 'token'")
         with self._lock:
-            self._faults.append(_Fault(target, status, times))
+            self._faults.append(_Fault(target, status, times, secret=secret, delay=delay))
+
+    def clear_faults(self) -> None:
+        """Forget injected faults and denials; secrets, tokens and the request log stay (the next run's world)."""
+        with self._lock:
+            self._faults.clear()
+            self._denied.clear()
+            self._bad_crc = 0
 
     def corrupt_crc32c(self, times: int = 1) -> None:
         """Make the next ``times`` successful accesses carry a wrong ``dataCrc32c``."""
@@ -294,13 +313,17 @@ class SecretManagerServer(BackgroundServer):
 
     # -- request processing (handler threads) --------------------------------------------------
 
-    def _take_fault(self, target: str) -> _Fault | None:
+    def _take_fault(self, target: str, secret: str | None = None) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and fault.target == target:
+                if fault.remaining > 0 and fault.target == target and fault.secret in (None, secret):
                     fault.remaining -= 1
-                    return fault
-        return None
+                    break
+            else:
+                return None
+        if fault.delay > 0:
+            self.stopping.wait(fault.delay)
+        return fault
 
     def record(self, record: RequestRecord) -> None:
         """Append to the request log (called by the handler)."""
@@ -323,8 +346,8 @@ class SecretManagerServer(BackgroundServer):
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, "
                 "login cookie or other valid authentication credential.",
             )
-        fault = self._take_fault("access")
-        if fault is not None:
+        fault = self._take_fault("access", secret)
+        if fault is not None and fault.status is not None:
             return fault.status, google_error(fault.status, "Injected fault.")
         requested = f"projects/{project}/secrets/{secret}/versions/{version}"
         with self._lock:
@@ -389,7 +412,7 @@ class SecretManagerServer(BackgroundServer):
 
     def _issue_token(self) -> tuple[int, str, Any]:
         fault = self._take_fault("token")
-        if fault is not None:
+        if fault is not None and fault.status is not None:
             return fault.status, "application/text", "injected fault"
         token = "ya29.fake-" + secrets.token_urlsafe(48)
         with self._lock:

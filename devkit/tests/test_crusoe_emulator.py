@@ -516,3 +516,57 @@ def test_emulator_turns_its_own_errors_into_a_500_and_a_violation(monkeypatch):
         assert response.status_code == 500
         _assert_error_body(response, 500, "internal_error")
         assert "boom" in emulator.contract_violations[0]
+
+
+# -- interleavings and the registry's login check (issue 9) -----------------------------------------------
+
+
+def test_emulator_hold_performs_the_mint_and_holds_its_answer_until_released(api, http):
+    gate = api.hold("createCcrToken")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_mint, http, api, "held")
+        assert gate.arrived.wait(10)
+        assert [key.alias for key in api.tokens()] == ["held"]  # minted while the answer is in flight
+        assert not pending.done()
+        gate.release()
+        assert pending.result(timeout=10).status_code == 200
+    assert _mint(http, api, "next").status_code == 200  # the hold took one request only
+
+
+@pytest.mark.parametrize(("reset", "minted"), [("before", []), ("after", ["lost"])])
+def test_emulator_reset_drops_the_connection_before_or_after_minting(api, http, reset, minted):
+    api.inject("createCcrToken", reset=reset)
+    with pytest.raises(requests.ConnectionError):
+        _mint(http, api, "lost")
+    assert [key.alias for key in api.tokens()] == minted
+    assert api.requests[-1].status == 0
+
+
+def test_emulator_login_check_knows_live_revoked_and_expired_tokens(api, http):
+    assert _mint(http, api, "live").status_code == 200
+    live = api.tokens()[0]
+    expired = api.seed_token("old", created_at=datetime.now(UTC) - timedelta(days=2), expires_at=datetime.now(UTC))
+    revoked = api.seed_token("revoked")
+    api.delete_key(revoked.key_id)
+    assert api.is_live(live.token)
+    assert not api.is_live(expired.token)
+    assert not api.is_live(revoked.token)
+    assert not api.is_live("ccr_never-issued")
+    basic = base64.b64encode(f"someone:{live.token}".encode()).decode()
+    assert (
+        http.get(api.registry_url + "/v2/", headers={"Authorization": f"Basic {basic}"}, timeout=5).status_code == 200
+    )
+    assert http.get(api.registry_url + "/v2/", timeout=5).status_code == 401
+    pull = http.post(api.control_url + "/pull", json={"token": revoked.token}, timeout=5)
+    assert pull.json() == {"live": False}
+    assert api.login_checks == 6  # the request without credentials never reaches the check
+
+
+def test_emulator_control_surface_holds_and_releases(api, http):
+    assert http.post(api.control_url + "/hold", json={"target": "createCcrToken"}, timeout=5).json() == {"hold": 0}
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_mint, http, api, "held")
+        while not http.get(api.control_url + "/holds", timeout=5).json()["items"][0]["arrived"]:
+            time.sleep(0.01)
+        http.post(api.control_url + "/release", json={}, timeout=5)
+        assert pending.result(timeout=10).status_code == 200

@@ -230,3 +230,19 @@ def test_cli_serves_a_secret_from_a_file_to_a_client_process(tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
         server.stdout.close()
+
+
+def test_a_fault_can_target_one_secret(sm, session):
+    kubeconfig = sm.add_version("p", "kubeconfig", b"k")
+    credentials = sm.add_version("p", "credentials", b"c")
+    sm.inject(404, times=5, secret="credentials")
+    assert _access(session, sm, kubeconfig).status_code == 200
+    assert _access(session, sm, credentials).status_code == 404
+
+
+def test_a_delayed_answer_outlasts_the_client_timeout(sm, session):
+    name = sm.add_version("p", "s", b"x")
+    sm.inject(None, delay=2.0)
+    with pytest.raises(requests.Timeout):
+        session.get(f"{sm.endpoint}/v1/{name}:access", timeout=(5, 0.2))
+    assert _access(session, sm, name).status_code == 200
