@@ -113,7 +113,9 @@ def plan_revocations(
         else:
             previous.append((when, key.alias, key))
     previous.sort(key=lambda entry: entry[:2], reverse=True)
-    doomed += [key for _, _, key in previous[max(keep_previous, 0) :]]
+    # The window counts aliases, not list entries: two keys listed under one alias are kept or go together.
+    window = sorted({entry[:2] for entry in previous}, reverse=True)[: max(keep_previous, 0)]
+    doomed += [key for when, alias, key in previous if (when, alias) not in window]
     doomed_entries = {id(key) for key in doomed}
     kept_ids = {key.key_id for key in keys if id(key) not in doomed_entries}
     return _capped([key for key in _unique(doomed) if key.key_id not in kept_ids])

@@ -305,3 +305,11 @@ def test_revocation_never_selects_a_current_foreign_shared_or_grace_window_token
             when = minted_at(key.alias, PREFIX)
             newer = {alias for alias in previous if (minted_at(alias, PREFIX), alias) > (when, key.alias)}
             assert len(newer) >= keep
+
+
+def test_two_keys_listed_under_one_alias_share_its_place_in_the_grace_window():
+    twins = [key(owned(6).alias, hours_ago=6, key_id="id-a"), key(owned(6).alias, hours_ago=6, key_id="id-b")]
+    revoked = select_revocations(
+        [CURRENT, *twins, owned(12)], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
+    )
+    assert aliases(revoked) == [owned(12).alias]
