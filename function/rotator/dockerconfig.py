@@ -120,9 +120,10 @@ def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -
     """
     config = require_compatible(existing)
     password = login.password.reveal()
-    auth = base64.b64encode(f"{login.username}:{password}".encode()).decode()
+    # Wrapped too, so the log formatter redacts it: it is the token, base64-encoded once more.
+    auth = SecretStr(base64.b64encode(f"{login.username}:{password}".encode()).decode())
     auths = dict(config.get("auths", {}))
-    auths[login.registry] = {"username": login.username, "password": password, "auth": auth}
+    auths[login.registry] = {"username": login.username, "password": password, "auth": auth.reveal()}
     return json.dumps({**config, "auths": auths}, separators=(",", ":"), sort_keys=True).encode()
 
 
