@@ -41,6 +41,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rotator.bounded import CallDeadline, read_capped, watch_pools
 from rotator.errors import KubeconfigError, KubeError, RotatorError
 from rotator.kubeconfig import ClusterAccess
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
@@ -131,6 +132,7 @@ def api_client(access: ClusterAccess, *, pool_size: int) -> client.ApiClient:
     # The one hand-made part (see the module docstring): every pool the manager creates, direct or
     # through a proxy tunnel, uses this context instead of loading files per connection.
     api.rest_client.pool_manager.connection_pool_kw["ssl_context"] = context
+    watch_pools(api.rest_client.pool_manager)  # each call within TIMEOUT in total (see rotator.bounded)
     return api
 
 
@@ -158,11 +160,12 @@ class KubeClient:
         """The secret as the API server holds it, or None if it (or its namespace) does not exist."""
 
         def attempt(_: int) -> dict[str, Any] | None:
-            response = self._call("GET", namespace, name)
-            if response.status == HTTPStatus.NOT_FOUND:
-                response.drain_conn()
-                return None
-            return self._answer("read", response, namespace, name)
+            with CallDeadline(sum(TIMEOUT)):
+                response = self._call("GET", namespace, name)
+                if response.status == HTTPStatus.NOT_FOUND:
+                    response.drain_conn()
+                    return None
+                return self._answer("read", response, namespace, name)
 
         return self._with_retries(attempt, f"reading secret {name!r} in namespace {namespace!r}")
 
@@ -175,8 +178,9 @@ class KubeClient:
         body = json.dumps(manifest)  # once, not per attempt; JSON is YAML, as apply-patch+yaml asks
 
         def attempt(_: int) -> dict[str, Any]:
-            response = self._call("PATCH", namespace, name, query=_APPLY_QUERY, body=body, content_type=_APPLY)
-            return self._answer("write", response, namespace, name)
+            with CallDeadline(sum(TIMEOUT)):
+                response = self._call("PATCH", namespace, name, query=_APPLY_QUERY, body=body, content_type=_APPLY)
+                return self._answer("write", response, namespace, name)
 
         return self._with_retries(attempt, f"writing secret {name!r} in namespace {namespace!r}")
 
@@ -256,12 +260,12 @@ def _error_for(
 def _read_json(response: urllib3.BaseHTTPResponse) -> object:
     """The decoded JSON of an answer read with a size cap; None when it is not JSON."""
     try:
-        data = response.read(MAX_BODY_BYTES + 1)
+        data = read_capped(response.read, MAX_BODY_BYTES)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise KubeError(
             f"the API server's answer was cut off: {type(exc).__name__}", status=None, retryable=True
         ) from None
-    if len(data) > MAX_BODY_BYTES:
+    if data is None:
         response.close()
         raise KubeError("the API server's answer is larger than 4 MiB", status=response.status, retryable=False)
     response.release_conn()
