@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -80,15 +81,16 @@ def parse_dockerconfig(secret: dict[str, Any]) -> dict[str, Any]:
     encoded = data.get(DOCKERCONFIG_KEY) if isinstance(data, dict) else None
     if not encoded:
         return {}
-    if not isinstance(encoded, str) or len(encoded) > (MAX_DOCKERCONFIG_BYTES + 2) // 3 * 4:
-        raise SecretConflictError(
-            f"the existing {DOCKERCONFIG_KEY} is larger than {MAX_DOCKERCONFIG_BYTES // 1024 // 1024} MiB; the rotator "
-            "will not parse it: delete the secret or set TARGET_SECRET_NAME"
-        )
     try:
-        text = base64.b64decode(encoded, validate=True).decode()
-    except (binascii.Error, ValueError):
+        raw = base64.b64decode(encoded, validate=True)
+        text = raw.decode()
+    except (binascii.Error, ValueError, TypeError):
         raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON") from None
+    if len(raw) > MAX_DOCKERCONFIG_BYTES:
+        raise SecretConflictError(
+            f"the existing {DOCKERCONFIG_KEY} is larger than 1 MiB; the rotator will not parse it: delete the "
+            "secret or set TARGET_SECRET_NAME"
+        )
     if _nesting_depth(text) > MAX_DOCKERCONFIG_DEPTH:
         raise SecretConflictError(
             f"the existing {DOCKERCONFIG_KEY} is nested deeper than {MAX_DOCKERCONFIG_DEPTH} levels; the rotator "
@@ -107,7 +109,7 @@ def _nesting_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in JSON ``text``, brackets inside strings not counted."""
     depth = deepest = 0
     for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
+        depth += 1 if bracket in {"[", "{"} else -1
         deepest = max(deepest, depth)
     return deepest
 
@@ -167,11 +169,9 @@ def describe(secret: dict[str, Any] | None, registry: str) -> dict[str, Any]:
     annotations = metadata.get("annotations") or {}
     entry_present = False
     if secret.get("type") == DOCKERCONFIG_TYPE:
-        try:
+        with contextlib.suppress(SecretConflictError):  # unreadable content holds no entry of ours
             auths = parse_dockerconfig(secret).get("auths")
-        except SecretConflictError:
-            auths = None
-        entry_present = isinstance(auths, dict) and registry in auths
+            entry_present = isinstance(auths, dict) and registry in auths
     return {
         "exists": True,
         "type": secret.get("type"),

@@ -22,7 +22,8 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 _STAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
-_STAMP: Final = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z", re.ASCII)
+# Explicit [0-9], not \d: \d also matches other scripts' digits, which int() would then read.
+_STAMP: Final = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 #: At most this many tokens are revoked by one run; the rest wait for the next run (a warning says so).
 #: A bad list answer (or a bug) can then cost at most this many tokens, and a backlog still drains.
@@ -55,7 +56,7 @@ def new_alias(prefix: str, now: datetime, suffix: str | None = None) -> str:
 
 def owned_alias_pattern(prefix: str) -> re.Pattern[str]:
     """The exact alias shape :func:`new_alias` produces for ``prefix`` (use with ``fullmatch``)."""
-    return re.compile(rf"{re.escape(prefix)}-({_STAMP.pattern})-[0-9a-f]{{6}}", re.ASCII)
+    return re.compile(rf"{re.escape(prefix)}-({_STAMP.pattern})-[0-9a-f]{{6}}")
 
 
 def minted_at(alias: str, prefix: str) -> datetime | None:

@@ -313,3 +313,60 @@ def test_merge_keeps_every_foreign_entry_and_is_idempotent(foreign, others, ours
     assert {key: value for key, value in config.items() if key != "auths"} == others
     assert config["auths"][REGISTRY]["password"] == "tok-new"
     assert merged_dockerconfig(secret(config), LOGIN) == first
+
+
+def json_of_size(size):
+    """A docker config whose JSON text is exactly ``size`` bytes."""
+    shell = '{"auths":{},"pad":""}'
+    return shell[:-2] + "x" * (size - len(shell)) + '"}'
+
+
+def test_the_size_limit_is_exactly_one_mebibyte_of_json():
+    limit = dockerconfig.MAX_DOCKERCONFIG_BYTES
+    assert "pad" in decoded(merged_dockerconfig(raw_secret(json_of_size(limit)), LOGIN))
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(raw_secret(json_of_size(limit + 1)), LOGIN)
+    assert caught.value.message == (
+        "the existing .dockerconfigjson is larger than 1 MiB; the rotator will not parse it: delete the secret or "
+        "set TARGET_SECRET_NAME"
+    )
+
+
+def nested(levels):
+    return '{"auths":{},"deep":' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+
+def test_the_depth_limit_is_exactly_32_levels():
+    assert decoded(merged_dockerconfig(raw_secret(nested(32)), LOGIN))["auths"][REGISTRY]
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(raw_secret(nested(33)), LOGIN)
+    assert caught.value.message == (
+        "the existing .dockerconfigjson is nested deeper than 32 levels; the rotator will not parse it: delete the "
+        "secret or set TARGET_SECRET_NAME"
+    )
+
+
+def test_depth_is_measured_after_many_siblings_too():
+    siblings = '{"auths":{},"flat":[' + ",".join(["[]"] * 40) + '],"deep":' + "[" * 33 + "]" * 33 + "}"
+    with pytest.raises(SecretConflictError, match="nested deeper than 32 levels"):
+        merged_dockerconfig(raw_secret(siblings), LOGIN)
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        (raw_secret("not json"), "the existing .dockerconfigjson is not valid JSON"),
+        (secret({"auths": "not a map"}), "the existing .dockerconfigjson is not a docker config object"),
+        (secret(["a", "list"]), "the existing .dockerconfigjson is not a docker config object"),
+    ],
+)
+def test_each_refusal_says_exactly_what_is_wrong(existing, message):
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(existing, LOGIN)
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize("data", [None, "absent", [], {}])
+def test_a_dockerconfig_secret_without_data_takes_the_entry(data):
+    existing = {"type": DOCKERCONFIG_TYPE} | ({} if data == "absent" else {"data": data})
+    assert set(decoded(merged_dockerconfig(existing, LOGIN))["auths"]) == {REGISTRY}

@@ -313,3 +313,14 @@ def test_two_keys_listed_under_one_alias_share_its_place_in_the_grace_window():
         [CURRENT, *twins, owned(12)], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
     )
     assert aliases(revoked) == [owned(12).alias]
+
+
+def test_the_alias_time_keeps_its_seconds():
+    assert minted_at("ccr-rotator-20261128T120059Z-abcdef", PREFIX) == datetime(2026, 11, 28, 12, 0, 59, tzinfo=UTC)
+
+
+def test_exactly_the_cap_is_revoked_without_a_warning():
+    old = [owned(hours, f"{hours:06x}") for hours in range(1, MAX_REVOCATIONS_PER_RUN + 1)]
+    plan = plan_revocations([CURRENT, *old], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0)
+    assert len(plan.keys) == MAX_REVOCATIONS_PER_RUN
+    assert plan.warnings == ()
