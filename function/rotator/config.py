@@ -284,7 +284,10 @@ class _Reader:
         return value
 
     def url(self, name: str, value: str) -> str:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)  # raises ValueError for a malformed IPv6 host such as "https://["
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             self.problems[name] = f"must be an http(s) URL, got {value!r}"
             return value
@@ -417,7 +420,11 @@ class _Reader:
             return LocalFile(Path())
         if ":" in path:
             self.problems["KUBECONFIG"] = "must name one file (a list of files is not supported)"
-        return LocalFile(Path(path).expanduser())
+        try:
+            return LocalFile(Path(path).expanduser())
+        except RuntimeError:  # "~name" of a user this machine does not know
+            self.problems["KUBECONFIG"] = f"names the home directory of an unknown user: {path!r}"
+            return LocalFile(Path())
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         """One of ``allowed`` (lower case), the first being the default."""

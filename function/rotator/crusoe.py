@@ -1,14 +1,15 @@
 """Client for the few Crusoe Cloud API operations the rotator needs.
 
-Every request is signed (see :mod:`rotator.signing`) and has a timeout. GET and DELETE go through the one
-retry loop (:func:`rotator.retry.call_with_retries`) with :func:`classify` deciding what is temporary.
-Creating a token is never retried here: an attempt whose answer was lost may still have minted a token, so
-only the caller may try again, with a *new* alias, and revoke such strays by alias once the rotation succeeds.
+Every request is signed (see :mod:`rotator.signing`) and bounded (:mod:`rotator.bounded`): the whole
+call within its connect plus read timeout, a body size cap, no redirects, and error text from the API cut
+to printable ASCII. GET and DELETE go through the one retry loop (:func:`rotator.retry.call_with_retries`)
+with :func:`classify` deciding what is temporary. Creating a token is never retried here: an attempt whose
+answer was lost may still have minted a token, so only the caller may try again, with a *new* alias, and
+revoke such strays by alias once the rotation succeeds.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -18,14 +19,17 @@ from urllib.parse import urlsplit
 
 import requests
 
+from rotator.bounded import Answer, bounded_session, clip, send
 from rotator.config import StaticCredentials
-from rotator.errors import CrusoeApiError, RotatorError
+from rotator.errors import ApiError, CrusoeApiError, RotatorError
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
 from rotator.secret import SecretStr
 from rotator.signing import authorization, encode_query, format_timestamp, sign, signing_message
 from rotator.tokens import ApiKey
 
 TIMEOUT: Final = (5.0, 30.0)
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # a list of a few thousand keys; anything larger is not an answer to us
+_SHORT_TEXT: Final = 64
 
 
 def retryable_status(status: int | None) -> bool:
@@ -69,9 +73,10 @@ class CrusoeClient:
         self._endpoint = endpoint.rstrip("/")
         self._prefix_path = urlsplit(self._endpoint).path
         self._credentials = credentials
-        self._session = session
+        self._session = bounded_session(session)
         self._backoff = backoff
         self._timeout = timeout
+        self._total = sum(timeout)  # the whole call, however slowly the server sends its answer
         self._clock = clock
         self._sleep = sleep
 
@@ -86,7 +91,7 @@ class CrusoeClient:
         token = self._json(response, "createCcrToken").get("token")
         if not isinstance(token, str) or not token:
             raise CrusoeApiError(
-                "createCcrToken", status=response.status_code, detail="the answer has no token", retryable=True
+                "createCcrToken", status=response.status, detail="the answer has no token", retryable=True
             )
         return SecretStr(token)
 
@@ -97,7 +102,7 @@ class CrusoeClient:
         if not isinstance(items, list):
             raise CrusoeApiError(
                 "getLimitedUsageAPIKeys",
-                status=response.status_code,
+                status=response.status,
                 detail="the answer has no items list",
                 retryable=True,
             )
@@ -132,7 +137,7 @@ class CrusoeClient:
         *,
         query: Iterable[tuple[str, str]] = (),
         missing_ok: bool = False,
-    ) -> requests.Response:
+    ) -> Answer:
         query = list(query)
         return call_with_retries(
             lambda _attempt: self._send(operation, method, path, query=query, missing_ok=missing_ok),
@@ -151,7 +156,7 @@ class CrusoeClient:
         query: Iterable[tuple[str, str]] = (),
         json_body: Mapping[str, Any] | None = None,
         missing_ok: bool = False,
-    ) -> requests.Response:
+    ) -> Answer:
         """One signed request; a failure is a :class:`CrusoeApiError` (with the server's Retry-After)."""
         raw_query = encode_query(query)
         timestamp = format_timestamp(self._clock())
@@ -166,45 +171,49 @@ class CrusoeClient:
         }
         url = self._endpoint + path + (f"?{raw_query}" if raw_query else "")
         try:
-            response = self._session.request(method, url, headers=headers, json=json_body, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise CrusoeApiError(operation, status=None, detail=type(exc).__name__, retryable=True) from None
-        if response.ok or (missing_ok and response.status_code == HTTPStatus.NOT_FOUND):
-            return response
-        raise self._error(operation, response)
+            answer = send(
+                self._session,
+                method,
+                url,
+                headers=headers,
+                json_body=json_body,
+                timeout=self._timeout,
+                total=self._total,
+                limit=MAX_BODY_BYTES,
+            )
+        except ApiError as exc:
+            raise CrusoeApiError(operation, status=exc.status, detail=exc.message, retryable=exc.retryable) from None
+        if answer.ok or (missing_ok and answer.status == HTTPStatus.NOT_FOUND):
+            return answer
+        raise self._error(operation, answer)
 
     @staticmethod
-    def _error(operation: str, response: requests.Response) -> CrusoeApiError:
-        """An error from the API's own error body (safe to show: it holds no credentials)."""
+    def _error(operation: str, response: Answer) -> CrusoeApiError:
+        """An error from the API's own error body (no credentials in it), each field cut to printable ASCII."""
         code = message = error_id = None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = response.json()
         if isinstance(body, dict):
-            code, message, error_id = (str(body[k]) if body.get(k) else None for k in ("code", "message", "error_id"))
+            code, error_id = (clip(str(body[k]), _SHORT_TEXT) if body.get(k) else None for k in ("code", "error_id"))
+            message = clip(str(body["message"])) if body.get("message") else None
         detail = message or response.reason or "error"
-        if code and code != str(response.status_code):
+        if code and code != str(response.status):
             detail = f"{code}: {detail}"
-        if response.status_code == HTTPStatus.UNAUTHORIZED:
+        if response.status == HTTPStatus.UNAUTHORIZED:
             detail += " (check the access key id and secret key, and that this machine's clock is right)"
         return CrusoeApiError(
             operation,
-            status=response.status_code,
+            status=response.status,
             detail=detail,
             error_id=error_id,
-            retryable=retryable_status(response.status_code),
+            retryable=retryable_status(response.status),
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
     @staticmethod
-    def _json(response: requests.Response, operation: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except (ValueError, json.JSONDecodeError):
-            body = None
+    def _json(response: Answer, operation: str) -> dict[str, Any]:
+        body = response.json()
         if not isinstance(body, dict):
             raise CrusoeApiError(
-                operation, status=response.status_code, detail="the answer is not a JSON object", retryable=True
+                operation, status=response.status, detail="the answer is not a JSON object", retryable=True
             )
         return body

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,6 +24,12 @@ ROTATED_AT: Final = ANNOTATION_PREFIX + "rotated-at"
 TOKEN_ALIAS: Final = ANNOTATION_PREFIX + "token-alias"
 EXPIRES_AT: Final = ANNOTATION_PREFIX + "expires-at"
 REGISTRY: Final = ANNOTATION_PREFIX + "registry"
+#: A Secret holds at most 1 MiB; a docker config larger than that was not written by anything we know.
+MAX_DOCKERCONFIG_BYTES: Final = 1024 * 1024
+#: A docker config is three or four levels deep; far deeper is hostile (Python's parser recurses per level).
+MAX_DOCKERCONFIG_DEPTH: Final = 32
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET: Final = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -53,16 +61,57 @@ def require_compatible(existing: dict[str, Any] | None) -> dict[str, Any]:
             f"a secret of type {kind!r} already has this name; the rotator only writes {DOCKERCONFIG_TYPE} "
             "secrets and will not replace it: rename or delete it, or set TARGET_SECRET_NAME"
         )
-    encoded = (existing.get("data") or {}).get(DOCKERCONFIG_KEY)
+    config = parse_dockerconfig(existing)
+    if not isinstance(config.get("auths", {}), dict):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not a docker config object")
+    return config
+
+
+def parse_dockerconfig(secret: dict[str, Any]) -> dict[str, Any]:
+    """The decoded ``.dockerconfigjson`` of ``secret`` (empty when it has none), size and depth checked first.
+
+    Anyone who may write the pull secret in one namespace controls these bytes, so they are bounded before
+    the parser sees them: a document nested thousands of levels deep would make ``json.loads`` raise
+    ``RecursionError``, which must stay one namespace's problem, named as such.
+
+    Raises:
+        SecretConflictError: the content is not base64, too large, too deeply nested, or not a JSON object.
+    """
+    data = secret.get("data")
+    encoded = data.get(DOCKERCONFIG_KEY) if isinstance(data, dict) else None
     if not encoded:
         return {}
     try:
-        config = json.loads(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, ValueError, RecursionError):
-        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON (or nests too deep)") from None
+        raw = base64.b64decode(encoded, validate=True)
+        text = raw.decode()
+    except (binascii.Error, ValueError, TypeError):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON") from None
+    if len(raw) > MAX_DOCKERCONFIG_BYTES:
+        raise SecretConflictError(
+            f"the existing {DOCKERCONFIG_KEY} is larger than 1 MiB; the rotator will not parse it: delete the "
+            "secret or set TARGET_SECRET_NAME"
+        )
+    if _nesting_depth(text) > MAX_DOCKERCONFIG_DEPTH:
+        raise SecretConflictError(
+            f"the existing {DOCKERCONFIG_KEY} is nested deeper than {MAX_DOCKERCONFIG_DEPTH} levels; the rotator "
+            "will not parse it: delete the secret or set TARGET_SECRET_NAME"
+        )
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError):
+        raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not valid JSON") from None
     if not isinstance(config, dict) or not isinstance(config.get("auths", {}), dict):
         raise SecretConflictError(f"the existing {DOCKERCONFIG_KEY} is not a docker config object")
     return config
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text``, brackets inside strings not counted."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in {"[", "{"} else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -> bytes:
@@ -73,9 +122,10 @@ def merged_dockerconfig(existing: dict[str, Any] | None, login: RegistryLogin) -
     """
     config = require_compatible(existing)
     password = login.password.reveal()
-    auth = base64.b64encode(f"{login.username}:{password}".encode()).decode()
+    # Wrapped too, so the log formatter redacts it: it is the token, base64-encoded once more.
+    auth = SecretStr(base64.b64encode(f"{login.username}:{password}".encode()).decode())
     auths = dict(config.get("auths", {}))
-    auths[login.registry] = {"username": login.username, "password": password, "auth": auth}
+    auths[login.registry] = {"username": login.username, "password": password, "auth": auth.reveal()}
     return json.dumps({**config, "auths": auths}, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -118,12 +168,10 @@ def describe(secret: dict[str, Any] | None, registry: str) -> dict[str, Any]:
     metadata = secret.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     entry_present = False
-    encoded = (secret.get("data") or {}).get(DOCKERCONFIG_KEY)
-    if secret.get("type") == DOCKERCONFIG_TYPE and encoded:
-        try:
-            entry_present = registry in json.loads(base64.b64decode(encoded)).get("auths", {})
-        except (binascii.Error, ValueError, AttributeError, TypeError, RecursionError):
-            entry_present = False
+    if secret.get("type") == DOCKERCONFIG_TYPE:
+        with contextlib.suppress(SecretConflictError):  # unreadable content holds no entry of ours
+            auths = parse_dockerconfig(secret).get("auths")
+            entry_present = isinstance(auths, dict) and registry in auths
     return {
         "exists": True,
         "type": secret.get("type"),

@@ -43,6 +43,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rotator.bounded import CallDeadline, read_capped, watch_pools
 from rotator.errors import KubeconfigError, KubeError, NamespaceGoneError, RotatorError
 from rotator.kubeconfig import ClusterAccess
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
@@ -141,6 +142,7 @@ def api_client(access: ClusterAccess, *, pool_size: int) -> client.ApiClient:
     # The one hand-made part (see the module docstring): every pool the manager creates, direct or
     # through a proxy tunnel, uses this context instead of loading files per connection.
     api.rest_client.pool_manager.connection_pool_kw["ssl_context"] = context
+    watch_pools(api.rest_client.pool_manager)  # each call within TIMEOUT in total (see rotator.bounded)
     return api
 
 
@@ -234,22 +236,25 @@ class KubeClient:
     def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """Record an ``events.k8s.io/v1`` Event (one try: an event is worth less than a retry's wait)."""
         request = Request(method="POST", body=event, content_type="application/json")
-        response = self._call(_EVENTS_PATH, {"namespace": namespace}, request)
-        self._answer("record an event", response, f"in namespace {namespace!r}")
+        with CallDeadline(sum(TIMEOUT)):
+            response = self._call(_EVENTS_PATH, {"namespace": namespace}, request)
+            self._answer("record an event", response, f"in namespace {namespace!r}")
 
     def _read(self, path: str, params: dict[str, str], what: str) -> dict[str, Any] | None:
         def attempt(_: int) -> dict[str, Any] | None:
-            response = self._call(path, params, Request())
-            if response.status == HTTPStatus.NOT_FOUND:
-                response.drain_conn()
-                return None
-            return self._answer("read", response, what)
+            with CallDeadline(sum(TIMEOUT)):
+                response = self._call(path, params, Request())
+                if response.status == HTTPStatus.NOT_FOUND:
+                    response.drain_conn()
+                    return None
+                return self._answer("read", response, what)
 
         return self._with_retries(attempt, f"reading {what}")
 
     def _write(self, path: str, params: dict[str, str], what: str, request: Request) -> dict[str, Any]:
         def attempt(_: int) -> dict[str, Any]:
-            return self._answer("write", self._call(path, params, request), what)
+            with CallDeadline(sum(TIMEOUT)):
+                return self._answer("write", self._call(path, params, request), what)
 
         return self._with_retries(attempt, f"writing {what}")
 
@@ -267,7 +272,8 @@ class KubeClient:
     def _page(
         self, path: str, params: dict[str, str], query: list[tuple[str, str]], what: str, _: int
     ) -> dict[str, Any]:
-        return self._answer("list", self._call(path, params, Request(query=query)), what)
+        with CallDeadline(sum(TIMEOUT)):
+            return self._answer("list", self._call(path, params, Request(query=query)), what)
 
     def _call(self, path: str, params: dict[str, str], request: Request) -> urllib3.BaseHTTPResponse:
         """One request through the client's ``call_api``, its answer unread.
@@ -371,12 +377,12 @@ def _namespace_gone(status: int, body: object) -> NamespaceGoneError | None:
 def _read_json(response: urllib3.BaseHTTPResponse) -> object:
     """The decoded JSON of an answer read with a size cap; None when it is not JSON."""
     try:
-        data = response.read(MAX_BODY_BYTES + 1)
+        data = read_capped(response.read, MAX_BODY_BYTES)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise KubeError(
             f"the API server's answer was cut off: {type(exc).__name__}", status=None, retryable=True
         ) from None
-    if len(data) > MAX_BODY_BYTES:
+    if data is None:
         response.close()
         raise KubeError("the API server's answer is larger than 4 MiB", status=response.status, retryable=False)
     response.release_conn()

@@ -2,7 +2,8 @@
 
 In production both come from Google Secret Manager through its REST API, authorised with the function's
 own identity (application default credentials); the payload's CRC32C is checked so a corrupted read is
-never used. Local runs read the kubeconfig from a file and the credentials from the environment.
+never used, and every read is bounded (:mod:`rotator.bounded`: total time, size, no redirects). Local
+runs read the kubeconfig from a file and the credentials from the environment.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Final, Protocol
 import google_crc32c
 import requests
 
+from rotator.bounded import Answer, bounded_session, send
 from rotator.config import CredentialsSource, KubeconfigSource, LocalFile, StaticCredentials, check_secret_key
 from rotator.errors import ApiError, RotatorError, SecretStoreError
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
 from rotator.secret import SecretStr
 
 TIMEOUT: Final = (5.0, 20.0)
+MAX_BODY_BYTES: Final = 1024 * 1024  # a secret version holds at most 64 KiB, base64 in JSON
 SCOPES: Final = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
@@ -62,7 +65,7 @@ class SecretManager:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
-        self._session = session
+        self._session = bounded_session(session)
         self._backoff = backoff
         self._sleep = sleep
 
@@ -80,15 +83,18 @@ class SecretManager:
             raise SecretStoreError(exc.message, retryable=exc.retryable) from None
         return self._payload(response, version_name)
 
-    def _get(self, version_name: str) -> requests.Response:
+    def _get(self, version_name: str) -> Answer:
         """One read; a temporary failure is an :class:`ApiError` carrying the server's Retry-After."""
+        url = f"{self._endpoint}/v1/{version_name}:access"
         try:
-            response = self._session.get(f"{self._endpoint}/v1/{version_name}:access", timeout=TIMEOUT)
-        except requests.RequestException as exc:
+            response = send(self._session, "GET", url, timeout=TIMEOUT, total=sum(TIMEOUT), limit=MAX_BODY_BYTES)
+        except ApiError as exc:
             raise ApiError(
-                f"cannot reach Secret Manager for {version_name}: {type(exc).__name__}", status=None, retryable=True
+                f"no usable answer from Secret Manager for {version_name}: {exc.message}",
+                status=exc.status,
+                retryable=exc.retryable,
             ) from None
-        status = response.status_code
+        status = response.status
         if _temporary(status):
             raise ApiError(
                 f"Secret Manager answered HTTP {status} for {version_name}",
@@ -99,20 +105,20 @@ class SecretManager:
         return response
 
     @staticmethod
-    def _payload(response: requests.Response, version_name: str) -> bytes:
-        if response.status_code in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
+    def _payload(response: Answer, version_name: str) -> bytes:
+        if response.status in {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN}:
             raise SecretStoreError(
-                f"no permission to read {version_name} (HTTP {response.status_code}): grant the function's "
+                f"no permission to read {version_name} (HTTP {response.status}): grant the function's "
                 "service account roles/secretmanager.secretAccessor on that secret",
             )
-        if response.status_code == HTTPStatus.NOT_FOUND:
+        if response.status == HTTPStatus.NOT_FOUND:
             raise SecretStoreError(
                 f"{version_name} does not exist: create the secret and add a version (see the README)"
             )
         if not response.ok:
-            raise SecretStoreError(f"Secret Manager answered HTTP {response.status_code} for {version_name}")
+            raise SecretStoreError(f"Secret Manager answered HTTP {response.status} for {version_name}")
         try:
-            payload = response.json()["payload"]
+            payload = response.json()["payload"]  # type: ignore[index] # the except clause is the type check
             data = base64.b64decode(payload["data"], validate=True)
             expected = payload.get("dataCrc32c")
         except (ValueError, KeyError, TypeError, binascii.Error):

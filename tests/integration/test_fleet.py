@@ -139,7 +139,7 @@ def test_a_hostile_secret_fails_only_its_namespace(deployment, invoke, kube_admi
     body = invoke().get_json()
     outcome = {n["namespace"]: n for n in body["namespaces"]}
     assert outcome[hostile]["result"] == "failed"
-    assert "nests too deep" in outcome[hostile]["error"]
+    assert "nested deeper than" in outcome[hostile]["error"]
     others = [ns for ns in deployment.namespaces if ns != hostile]
     assert [outcome[ns]["result"] for ns in others] == ["created", "created"]
     assert all(read_secret(kube_admin, ns) is not None for ns in others)

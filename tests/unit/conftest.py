@@ -7,6 +7,20 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+# Property-based tests stay bounded so the unit tier stays fast: a modest number of examples, each with a
+# deadline. HYPOTHESIS_PROFILE=thorough runs many more on demand.
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=500,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported at once (mutation runs)
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("thorough", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

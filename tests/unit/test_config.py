@@ -3,6 +3,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rotator.config import (
     DEFAULT_API_ENDPOINT,
     DEFAULT_SECRET_MANAGER_ENDPOINT,
@@ -320,3 +322,37 @@ def test_variables_lists_everything_the_configuration_reads():
     load_settings(env)
     assert env.read <= set(VARIABLES)
     assert set(BASE) <= env.read
+
+
+# -- properties: any environment gives settings or a ConfigError naming the variables at fault -------------------
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=30) | st.sampled_from(
+    ["", " ", "0", "-1", "99999999999999999999", "\u0661\u0662", "1e3", "http://[::1", "https://", "a,,b", "\x00"]
+)
+
+
+@given(changes=st.dictionaries(st.sampled_from(VARIABLES), TEXT | st.none(), max_size=6))
+def test_configuration_parsing_raises_only_config_errors_that_name_the_variables(changes):
+    env = {name: value for name, value in {**BASE, **changes}.items() if value is not None}
+    try:
+        load_settings(env)
+    except ConfigError as error:  # anything else fails the test
+        problems, message = error.problems, error.message
+    else:
+        return
+    assert problems
+    assert set(problems) <= set(VARIABLES)
+    assert all(f"{name}: " in message for name in problems)
+
+
+@pytest.mark.parametrize("name", ["SECRET_MANAGER_ENDPOINT", "CRUSOE_API_ENDPOINT", "CRUSOE_BASE_ENDPOINT"])
+def test_a_malformed_url_is_a_config_error_not_a_value_error(name):
+    (problem,) = problems_of(**{name: "https://[::1"}).items()
+    assert problem[0] == name
+    assert problem[1].startswith("must be an http(s) URL, got 'https://[::1")
+
+
+def test_a_kubeconfig_in_an_unknown_users_home_is_a_config_error():
+    assert problems_of(KUBECONFIG="~no-such-user-here/config") == {
+        "KUBECONFIG": "names the home directory of an unknown user: '~no-such-user-here/config'"
+    }

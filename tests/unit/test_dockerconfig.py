@@ -3,6 +3,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rotator import dockerconfig, logs
 from rotator.dockerconfig import (
     DOCKERCONFIG_TYPE,
@@ -147,9 +149,7 @@ def test_merged_dockerconfig_is_compact_sorted_json_so_equal_inputs_give_equal_b
 
 
 def test_merge_refuses_data_that_is_not_strict_base64():
-    with pytest.raises(
-        SecretConflictError, match=r"^the existing \.dockerconfigjson is not valid JSON \(or nests too deep\)$"
-    ):
+    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is not valid JSON$"):
         merged_dockerconfig({"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": "e3*0="}}, LOGIN)
 
 
@@ -231,3 +231,142 @@ def test_describe_says_unmanaged_without_the_rotators_label():
     existing["metadata"]["labels"] = {MANAGED_BY_LABEL: "helm"}
     assert describe(existing, REGISTRY)["managed"] is False
     assert describe(secret({"auths": {}}), REGISTRY)["managed"] is False
+
+
+# -- hostile existing content: bounded before it is parsed ------------------------------------------------------
+
+
+def raw_secret(text):
+    return {
+        "type": DOCKERCONFIG_TYPE,
+        "metadata": {},
+        "data": {".dockerconfigjson": base64.b64encode(text.encode()).decode()},
+    }
+
+
+DEEP = (
+    '{"auths":{},"x":' + "[" * 2000 + "]" * 2000 + "}"
+)  # the apiserver accepts it; json.loads recursed past the limit
+
+
+@pytest.mark.parametrize("text", [DEEP, "[" * 100_000, '{"a":' * 40 + "1" + "}" * 40])
+def test_merge_refuses_a_deeply_nested_dockerconfig_with_a_named_error(text):
+    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is nested deeper than 32 levels"):
+        merged_dockerconfig(raw_secret(text), LOGIN)
+
+
+def test_merge_refuses_a_multi_megabyte_dockerconfig_before_decoding_it():
+    huge = json.dumps({"auths": {f"r{i}.example": {"auth": "x" * 1000} for i in range(3000)}})
+    with pytest.raises(SecretConflictError, match=r"^the existing \.dockerconfigjson is larger than 1 MiB"):
+        merged_dockerconfig(raw_secret(huge), LOGIN)
+
+
+def test_merge_accepts_a_dockerconfig_just_under_the_limits():
+    nested = {"auths": {"quay.io": {"auth": "dTpw"}}, "deep": json.loads("[" * 29 + "]" * 29)}
+    big = {"auths": {"quay.io": {"auth": "x" * (dockerconfig.MAX_DOCKERCONFIG_BYTES - 1000)}}}
+    for config in (nested, big):
+        assert decoded(merged_dockerconfig(secret(config), LOGIN))["auths"]["quay.io"] == config["auths"]["quay.io"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    config = {"auths": {"quay.io": {"auth": "[" * 5000, "email": '\\"{' * 100}}}
+    assert decoded(merged_dockerconfig(secret(config), LOGIN))["auths"]["quay.io"] == config["auths"]["quay.io"]
+
+
+@pytest.mark.parametrize("value", [123, ["a"], {"a": 1}])
+def test_merge_refuses_data_that_is_not_a_string(value):
+    with pytest.raises(SecretConflictError):
+        merged_dockerconfig({"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": value}}, LOGIN)
+
+
+@pytest.mark.parametrize("text", [DEEP, "null", "\udcff"])
+def test_describe_survives_hostile_content(text):
+    hostile = (
+        raw_secret(text) if text != "\udcff" else {"type": DOCKERCONFIG_TYPE, "data": {".dockerconfigjson": "/w=="}}
+    )
+    assert describe(hostile, REGISTRY)["registry_entry"] is False
+
+
+# -- properties: the merge keeps what is not ours and is idempotent -----------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+FOREIGN_AUTHS = st.dictionaries(
+    st.text(min_size=1, max_size=30).filter(lambda host: host != REGISTRY),
+    st.dictionaries(
+        st.sampled_from(["auth", "username", "password", "email", "identitytoken"]), JSON_VALUES, max_size=3
+    ),
+    max_size=4,
+)
+OTHER_KEYS = st.dictionaries(st.text(max_size=12).filter(lambda key: key != "auths"), JSON_VALUES, max_size=3)
+
+
+@given(foreign=FOREIGN_AUTHS, others=OTHER_KEYS, ours=st.none() | st.dictionaries(st.text(max_size=5), JSON_VALUES))
+def test_merge_keeps_every_foreign_entry_and_is_idempotent(foreign, others, ours):
+    auths = dict(foreign) | ({REGISTRY: ours} if ours is not None else {})
+    first = merged_dockerconfig(secret({**others, "auths": auths}), LOGIN)
+    config = decoded(first)
+    assert {host: entry for host, entry in config["auths"].items() if host != REGISTRY} == foreign
+    assert {key: value for key, value in config.items() if key != "auths"} == others
+    assert config["auths"][REGISTRY]["password"] == "tok-new"
+    assert merged_dockerconfig(secret(config), LOGIN) == first
+
+
+def json_of_size(size):
+    """A docker config whose JSON text is exactly ``size`` bytes."""
+    shell = '{"auths":{},"pad":""}'
+    return shell[:-2] + "x" * (size - len(shell)) + '"}'
+
+
+def test_the_size_limit_is_exactly_one_mebibyte_of_json():
+    limit = dockerconfig.MAX_DOCKERCONFIG_BYTES
+    assert "pad" in decoded(merged_dockerconfig(raw_secret(json_of_size(limit)), LOGIN))
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(raw_secret(json_of_size(limit + 1)), LOGIN)
+    assert caught.value.message == (
+        "the existing .dockerconfigjson is larger than 1 MiB; the rotator will not parse it: delete the secret or "
+        "set TARGET_SECRET_NAME"
+    )
+
+
+def nested(levels):
+    return '{"auths":{},"deep":' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+
+def test_the_depth_limit_is_exactly_32_levels():
+    assert decoded(merged_dockerconfig(raw_secret(nested(32)), LOGIN))["auths"][REGISTRY]
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(raw_secret(nested(33)), LOGIN)
+    assert caught.value.message == (
+        "the existing .dockerconfigjson is nested deeper than 32 levels; the rotator will not parse it: delete the "
+        "secret or set TARGET_SECRET_NAME"
+    )
+
+
+def test_depth_is_measured_after_many_siblings_too():
+    siblings = '{"auths":{},"flat":[' + ",".join(["[]"] * 40) + '],"deep":' + "[" * 33 + "]" * 33 + "}"
+    with pytest.raises(SecretConflictError, match="nested deeper than 32 levels"):
+        merged_dockerconfig(raw_secret(siblings), LOGIN)
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        (raw_secret("not json"), "the existing .dockerconfigjson is not valid JSON"),
+        (secret({"auths": "not a map"}), "the existing .dockerconfigjson is not a docker config object"),
+        (secret(["a", "list"]), "the existing .dockerconfigjson is not a docker config object"),
+    ],
+)
+def test_each_refusal_says_exactly_what_is_wrong(existing, message):
+    with pytest.raises(SecretConflictError) as caught:
+        merged_dockerconfig(existing, LOGIN)
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize("data", [None, "absent", [], {}])
+def test_a_dockerconfig_secret_without_data_takes_the_entry(data):
+    existing = {"type": DOCKERCONFIG_TYPE} | ({} if data == "absent" else {"data": data})
+    assert set(decoded(merged_dockerconfig(existing, LOGIN))["auths"]) == {REGISTRY}

@@ -274,7 +274,7 @@ def test_a_hostile_secret_fails_only_its_namespace():
     world.clusters["default"].put("ml", deep_secret())
     report = world.rotate(one_cluster())
     assert results(report) == {("default", "web"): "created", ("default", "ml"): "failed"}
-    assert "nests too deep" in report.namespaces[1].error
+    assert "nested deeper than" in report.namespaces[1].error
 
 
 def test_any_exception_in_a_namespace_step_is_that_namespaces_failure():

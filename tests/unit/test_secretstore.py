@@ -16,10 +16,25 @@ VERSION = "projects/p/secrets/kubeconfig/versions/latest"
 PAYLOAD = b"apiVersion: v1\nkind: Config\n"
 
 
-def answer(status, body=None, headers=None):
+class RawBody:
+    """The part of urllib3's response that bounded reads use."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read(self, amount, decode_content):
+        assert decode_content
+        chunk, self.data = self.data[:amount], self.data[amount:]
+        return chunk
+
+    def close(self):
+        pass
+
+
+def answer(status, body=None, headers=None, raw=None):
     response = requests.Response()
     response.status_code = status
-    response._content = json.dumps(body if body is not None else {}).encode()
+    response.raw = RawBody(raw if raw is not None else json.dumps(body if body is not None else {}).encode())
     response.headers.update(headers or {})
     return response
 
@@ -36,7 +51,12 @@ class FakeSession:
         self.answers = list(answers)
         self.urls = []
 
-    def get(self, url, timeout):
+    def mount(self, prefix, adapter):
+        pass
+
+    def request(self, method, url, *, timeout, stream, allow_redirects, headers, json):
+        assert (method, stream, allow_redirects, json) == ("GET", True, False, None)
+        assert headers["Accept-Encoding"] == "identity"
         assert timeout
         self.urls.append(url)
         next_answer = self.answers.pop(0)

@@ -1,7 +1,9 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from rotator.tokens import ApiKey, minted_at, new_alias, select_revocations
+from hypothesis import given
+from hypothesis import strategies as st
+from rotator.tokens import MAX_REVOCATIONS_PER_RUN, ApiKey, minted_at, new_alias, plan_revocations, select_revocations
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 PREFIX = "ccr-rotator"
@@ -37,6 +39,15 @@ def test_alias_stamp_is_utc_whatever_the_machines_time_zone(local_time_zone_ahea
         "other-20261128T120000Z-abcdef",
         "ccr-rotator-20261128T120000Z-abcdef-x",
         "ccr-rotator-extra-20261128T120000Z-abcdef",
+        "ccr-rotator-20261128T120000Z-abcdef\n",  # re.match with $ accepted a trailing newline
+        "\nccr-rotator-20261128T120000Z-abcdef",
+        "ccr-rotator-20261128T120000Z-ABCDEF",
+        "ccr-rotator-2026112\u0668T120000Z-abcdef",  # an Arabic-Indic digit: \\d matched it
+        "ccr-rotator-\uff12\uff10\uff12\uff16\uff11\uff11\uff12\uff18T120000Z-abcdef",  # full-width digits
+        "ccr-rotator-20260230T120000Z-abcdef",  # 30 February: strptime raised ValueError
+        "ccr-rotator-20261128T250000Z-abcdef",
+        "ccr-rotator-20261128T126000Z-abcdef",
+        "ccr-rotator-00001128T120000Z-abcdef",
     ],
 )
 def test_foreign_aliases_are_not_ours(alias):
@@ -85,9 +96,10 @@ def test_strays_are_revoked_even_inside_the_grace_window():
     assert aliases(revoked) == [stray.alias]
 
 
-def test_revocation_requires_an_owned_current_alias():
-    with pytest.raises(ValueError, match=r"^the current alias does not have the rotator's alias shape$"):
-        select_revocations([], prefix=PREFIX, current_alias="manual", keep_previous=1)
+def test_revocation_without_an_owned_current_alias_selects_nothing_and_says_why():
+    plan = plan_revocations([owned(6), owned(12)], prefix=PREFIX, current_alias="manual", keep_previous=0)
+    assert plan.keys == ()
+    assert plan.warnings == ("nothing was revoked: the current alias 'manual' is not the rotator's",)
 
 
 def test_tokens_minted_after_the_last_delivered_one_were_never_written_and_are_revoked():
@@ -139,3 +151,176 @@ def test_revocation_breaks_ties_between_tokens_minted_in_one_second_by_alias():
     twins = [owned(6, "bbbbbb"), owned(6, "aaaaaa")]
     revoked = select_revocations([CURRENT, *twins], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1)
     assert aliases(revoked) == [owned(6, "aaaaaa").alias]
+
+
+def test_impossible_dates_in_the_list_or_the_delivered_aliases_are_not_ours_and_never_raise():
+    impossible = key("ccr-rotator-20260230T120000Z-abcdef", hours_ago=20)
+    unicode_digits = key("ccr-rotator-2026112\u0668T120000Z-abcdef", hours_ago=20)
+    revoked = select_revocations(
+        [CURRENT, impossible, unicode_digits, owned(6), owned(12)],
+        prefix=PREFIX,
+        current_alias=CURRENT.alias,
+        keep_previous=1,
+        delivered=[impossible.alias, unicode_digits.alias, owned(6).alias],
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_a_duplicate_key_id_under_an_older_alias_never_revokes_the_current_token():
+    echo = key(owned(30).alias, hours_ago=30, key_id=CURRENT.key_id)
+    revoked = select_revocations(
+        [CURRENT, echo, owned(12)], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_a_duplicate_key_id_under_an_older_alias_never_revokes_a_token_in_the_grace_window():
+    previous = owned(6)
+    echo = key(owned(30).alias, hours_ago=30, key_id=previous.key_id)
+    revoked = select_revocations([CURRENT, previous, echo], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1)
+    assert revoked == []
+
+
+def test_a_key_listed_twice_is_revoked_once():
+    old = owned(12)
+    revoked = select_revocations([CURRENT, old, old], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0)
+    assert revoked == [old]
+
+
+def test_revocation_ranks_by_the_alias_time_not_by_the_listed_creation_time():
+    previous = ApiKey("id-prev", owned(6).alias, "registry", NOW - timedelta(days=400), None)
+    filler = ApiKey("id-fill", owned(12).alias, "registry", NOW + timedelta(days=400), None)  # created "in the future"
+    revoked = select_revocations(
+        [CURRENT, filler, previous], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
+    )
+    assert aliases(revoked) == [filler.alias]
+
+
+def test_aliases_that_only_look_like_ours_take_no_place_in_the_grace_window():
+    previous = owned(6)
+    fillers = [
+        ApiKey(f"id-fill-{i}", alias, "registry", NOW + timedelta(days=1), None)
+        for i, alias in enumerate(
+            [
+                owned(1).alias + "\n",
+                owned(2).alias.upper(),
+                "ccr-rotator-20261128T113000Z-abcdef0",
+                "ccr-rotator-20261128T11300\u0660Z-abcdef",
+                "ccr-rotator-20261131T113000Z-abcdef",
+            ]
+        )
+    ]
+    revoked = select_revocations(
+        [CURRENT, *fillers, previous, owned(12)], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_one_run_revokes_at_most_the_cap_and_warns_about_the_rest(caplog):
+    old = [owned(hours, f"{hours:06x}") for hours in range(1, MAX_REVOCATIONS_PER_RUN + 6)]
+    plan = plan_revocations([CURRENT, *old], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0)
+    assert len(plan.keys) == MAX_REVOCATIONS_PER_RUN
+    expected = (
+        f"5 more old token(s) are due for revocation; at most {MAX_REVOCATIONS_PER_RUN} are revoked per run, "
+        "the next run continues"
+    )
+    assert plan.warnings == (expected,)
+    with caplog.at_level("WARNING", logger="rotator.tokens"):
+        revoked = select_revocations([CURRENT, *old], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0)
+    assert revoked == list(plan.keys)
+    assert [record.getMessage() for record in caplog.records] == list(plan.warnings)
+
+
+# -- properties: for any list of keys ----------------------------------------------------------------------------
+
+STAMPS = st.integers(min_value=-3, max_value=40).map(lambda hours: NOW - timedelta(hours=hours))
+SUFFIXES = st.sampled_from(["aaaaaa", "bbbbbb", "0f0f0f"])
+OWNED_ALIASES = st.builds(lambda when, suffix: new_alias(PREFIX, when, suffix), STAMPS, SUFFIXES)
+LOOKALIKES = st.one_of(
+    OWNED_ALIASES.map(lambda alias: alias + "\n"),
+    OWNED_ALIASES.map(lambda alias: alias.replace("0", "\u0660", 1)),
+    st.builds(lambda when, suffix: new_alias("other", when, suffix), STAMPS, SUFFIXES),
+    st.sampled_from(["ccr-rotator-manual", "ccr-rotator-20260230T120000Z-abcdef", ""]),
+    st.text(max_size=40),
+)
+
+
+def mostly(common, rare, percent=75):
+    """``common`` in about ``percent`` % of the examples, ``rare`` otherwise."""
+    return st.integers(min_value=1, max_value=100).flatmap(lambda roll: common if roll <= percent else rare)
+
+
+ALIASES = mostly(OWNED_ALIASES, LOOKALIKES)
+KEYS = st.builds(
+    ApiKey,
+    key_id=st.sampled_from([f"id-{i}" for i in range(40)]),
+    alias=ALIASES,
+    usage=mostly(st.just("registry"), st.just("api"), 90),
+    created_at=st.none() | STAMPS,
+    expires_at=st.none() | STAMPS,
+)
+
+
+@given(
+    keys=st.lists(KEYS, min_size=1, max_size=16),
+    current=mostly(st.just(CURRENT.alias), ALIASES, 80),
+    keep=st.integers(min_value=-1, max_value=4),
+    strays=st.lists(ALIASES, max_size=2),
+    delivered=mostly(st.just([]), st.lists(ALIASES, max_size=2), 50),
+)
+def test_revocation_never_selects_a_current_foreign_shared_or_grace_window_token(
+    keys, current, keep, strays, delivered
+):
+    plan = plan_revocations(
+        keys, prefix=PREFIX, current_alias=current, keep_previous=keep, strays=strays, delivered=delivered
+    )
+    selected = list(plan.keys)
+    current_time = minted_at(current, PREFIX)
+    assert len(selected) <= MAX_REVOCATIONS_PER_RUN
+    assert len({key.key_id for key in selected}) == len(selected)
+    if current_time is None:
+        assert selected == []
+        return
+    selected_ids = {key.key_id for key in selected}
+    for entry in keys:  # every listed entry of a selected key id is itself up for revocation
+        if entry.key_id in selected_ids:
+            when = minted_at(entry.alias, PREFIX)
+            assert entry.usage == "registry"
+            assert when is not None
+            assert when <= current_time
+            assert entry.alias != current
+    last_delivered = max((t for t in (minted_at(a, PREFIX) for a in delivered) if t is not None), default=None)
+    previous = {
+        key.alias
+        for key in keys
+        if key.usage == "registry"
+        and key.alias != current
+        and key.alias not in strays
+        and (when := minted_at(key.alias, PREFIX)) is not None
+        and when <= current_time
+        and (last_delivered is None or when < last_delivered or key.alias in delivered)
+    }
+    for key in selected:
+        if key.alias in previous:  # not a stray: as many newer previous tokens as the grace window holds
+            when = minted_at(key.alias, PREFIX)
+            newer = {alias for alias in previous if (minted_at(alias, PREFIX), alias) > (when, key.alias)}
+            assert len(newer) >= keep
+
+
+def test_two_keys_listed_under_one_alias_share_its_place_in_the_grace_window():
+    twins = [key(owned(6).alias, hours_ago=6, key_id="id-a"), key(owned(6).alias, hours_ago=6, key_id="id-b")]
+    revoked = select_revocations(
+        [CURRENT, *twins, owned(12)], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=1
+    )
+    assert aliases(revoked) == [owned(12).alias]
+
+
+def test_the_alias_time_keeps_its_seconds():
+    assert minted_at("ccr-rotator-20261128T120059Z-abcdef", PREFIX) == datetime(2026, 11, 28, 12, 0, 59, tzinfo=UTC)
+
+
+def test_exactly_the_cap_is_revoked_without_a_warning():
+    old = [owned(hours, f"{hours:06x}") for hours in range(1, MAX_REVOCATIONS_PER_RUN + 1)]
+    plan = plan_revocations([CURRENT, *old], prefix=PREFIX, current_alias=CURRENT.alias, keep_previous=0)
+    assert len(plan.keys) == MAX_REVOCATIONS_PER_RUN
+    assert plan.warnings == ()

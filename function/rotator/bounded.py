@@ -1,0 +1,233 @@
+"""Answers from servers the rotator does not control, bounded: size, total time, redirects, error text.
+
+A socket timeout bounds each read, not a call: a server that drips one byte per second holds a call with
+a 2 s read timeout for as long as it likes. So every call runs under a :class:`CallDeadline` whose
+watchdog shuts the call's sockets down when its total time is up, which ends any read in progress; the
+pools of both HTTP stacks (``requests`` here, the Kubernetes client's urllib3) hand their connections to
+the running deadline (:func:`watch_pools`). Bodies are read up to a byte cap, redirects are never followed
+(a 308 would re-send a body that holds a token, possibly over plain HTTP), and text copied from an answer
+into an error is cut to printable ASCII of bounded length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Final, Self
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from rotator.errors import ApiError
+
+CHUNK_BYTES: Final = 64 * 1024
+#: Longest text copied from an answer (an error message, a reason phrase) into an error.
+MAX_TEXT: Final = 200
+_CURRENT = threading.local()
+
+
+class CallDeadline:
+    """Shuts down the sockets a call uses once ``seconds`` have passed (use as a context manager)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._outer: CallDeadline | None = None
+
+    def __enter__(self) -> Self:
+        self._outer = getattr(_CURRENT, "deadline", None)
+        _CURRENT.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._timer.cancel()
+        _CURRENT.deadline = self._outer
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it already has)."""
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for a TLS socket: it ends a read blocked in another thread
+    # without touching the TLS object that read is using.
+    with contextlib.suppress(OSError):  # already closed: nothing left to stop
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch_current(sock: socket.socket | None) -> None:
+    deadline: CallDeadline | None = getattr(_CURRENT, "deadline", None)
+    if deadline is not None:
+        deadline.watch(sock)
+
+
+class _WatchedConnection(HTTPConnection):
+    """A connection that puts its socket under the running :class:`CallDeadline` for every request."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch_current(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - passes urllib3's arguments on
+        _watch_current(self.sock)  # a reused connection: connect() is not called again
+        super().request(*args, **kwargs)
+
+
+class _WatchedTlsConnection(HTTPSConnection):
+    """The TLS twin of :class:`_WatchedConnection`."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch_current(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - passes urllib3's arguments on
+        _watch_current(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedTlsConnection
+
+
+def watch_pools(manager: urllib3.PoolManager) -> None:
+    """Make every pool ``manager`` creates (direct or through a proxy) use watched connections."""
+    manager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """A ``requests`` adapter whose pools, proxy pools included, use watched connections."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - requests' arguments
+        super().init_poolmanager(*args, **kwargs)
+        watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.ProxyManager:  # noqa: ANN401
+        manager: urllib3.ProxyManager = super().proxy_manager_for(proxy, **kwargs)
+        watch_pools(manager)
+        return manager
+
+
+def bounded_session(session: requests.Session) -> requests.Session:
+    """``session`` with watched connections for http and https (see :class:`CallDeadline`)."""
+    adapter = _WatchedAdapter()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP answer, read within the caps."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx status (a 3xx is never followed, so it is not a success either)."""
+        return HTTPStatus.OK <= self.status < HTTPStatus.MULTIPLE_CHOICES
+
+    def json(self) -> object:
+        """The decoded body, or None when it is not JSON (or nested too deep to decode)."""
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            return None
+
+
+def read_capped(read: Callable[[int], bytes], limit: int) -> bytes | None:
+    """Up to ``limit`` bytes from ``read(amount)`` (empty at the end), or None if the body is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := read(CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def send(  # noqa: PLR0913 - one request's every bound is a keyword
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    total: float,
+    limit: int,
+    headers: Mapping[str, str] | None = None,
+    json_body: object = None,
+) -> Answer:
+    """One request: no redirects, at most ``total`` seconds in all, at most ``limit`` bytes of body.
+
+    Raises:
+        ApiError: no whole answer (``status`` None, retryable), an answer over the cap, or a redirect; the
+            message says which, for the caller to prefix with what it was doing.
+    """
+    deadline = CallDeadline(total)
+    try:
+        with deadline:
+            response = session.request(
+                method,
+                url,
+                headers={"Accept-Encoding": "identity", **(headers or {})},
+                json=json_body,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            with response:
+                body = read_capped(lambda amount: response.raw.read(amount, decode_content=True), limit)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        cause = f"no complete answer within {total:g} s" if deadline.expired else type(exc).__name__
+        raise ApiError(cause, status=None, retryable=True) from None
+    status = response.status_code
+    if body is None:
+        raise ApiError(f"the answer is larger than {limit} bytes", status=status, retryable=False)
+    if HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST:
+        raise ApiError(
+            f"HTTP {status}: the server answered with a redirect, which is never followed: "
+            "check the endpoint URL (https, exact host and path)",
+            status=status,
+            retryable=False,
+        )
+    return Answer(status, clip(response.reason or ""), response.headers, body)
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` as printable ASCII (anything else becomes ``?``), cut to ``limit`` characters."""
+    printable = "".join(char if " " <= char <= "~" else "?" for char in text[: limit + 1])
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
