@@ -78,6 +78,10 @@ class SoakOptions:
     sample_interval: float = 0.1
     seed: int = 9
     keep_previous: int = 1
+    #: The function's RUN_DEADLINE_SECONDS. A token minted but never delivered is kept while a run may still be
+    #: writing it (twice this, at most): the soak waits that long before its final clean run, so that run can
+    #: remove the strays of the runs its faults crashed.
+    run_deadline: int = 6
 
 
 @dataclass
@@ -295,6 +299,7 @@ def _world(handle: ClusterHandle, options: SoakOptions, workdir: Path) -> Iterat
             "TARGET_NAMESPACES": ",".join(namespaces),
             "KUBECONFIG": str(kubeconfig),
             "KEEP_PREVIOUS_TOKENS": str(options.keep_previous),
+            "RUN_DEADLINE_SECONDS": str(options.run_deadline),
             "LOG_LEVEL": "DEBUG",
         }
         env = {name: value for name, value in os.environ.items() if name not in VARIABLES} | settings
@@ -321,6 +326,7 @@ def run_soak(handle: ClusterHandle, options: SoakOptions) -> SoakReport:
                 steps[name] += 1
                 checker.settle()
             checker.step = "final"
+            time.sleep(2 * options.run_deadline)  # the strays of crashed runs leave their in-flight window
             _finish(world, report, options.keep_previous, Path(work, "function.log"))
             checker.settle()
         report.rotations = sum(world.outcomes.values())

@@ -12,10 +12,12 @@ into an error is cut to printable ASCII of bounded length.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -27,18 +29,48 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from rotator.errors import ApiError
+from rotator.errors import ApiError, DeadlineError
 
 CHUNK_BYTES: Final = 64 * 1024
 #: Longest text copied from an answer (an error message, a reason phrase) into an error.
 MAX_TEXT: Final = 200
 _CURRENT = threading.local()
+#: When the whole run must be over (``time.monotonic()``), for every call made on its behalf, in any thread.
+_RUN_ENDS: contextvars.ContextVar[float | None] = contextvars.ContextVar("run_ends", default=None)
+
+
+@contextlib.contextmanager
+def run_deadline(seconds: float) -> Iterator[None]:
+    """Bound everything done inside (and in worker threads started with its context) to ``seconds`` in total."""
+    token = _RUN_ENDS.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _RUN_ENDS.reset(token)
+
+
+def run_ends() -> float | None:
+    """The run's end as a ``time.monotonic()`` value, or None outside a bounded run."""
+    return _RUN_ENDS.get()
+
+
+def check_deadline(what: str) -> None:
+    """Raise :class:`DeadlineError` naming ``what`` if the run's time is up (so it is not started)."""
+    ends = _RUN_ENDS.get()
+    if ends is not None and time.monotonic() >= ends:
+        raise DeadlineError(what)
 
 
 class CallDeadline:
-    """Shuts down the sockets a call uses once ``seconds`` have passed (use as a context manager)."""
+    """Shuts down the sockets a call uses once ``seconds`` have passed (use as a context manager).
+
+    Inside a bounded run (:func:`run_deadline`) the call also ends with the run, whichever comes first.
+    """
 
     def __init__(self, seconds: float) -> None:
+        ends = _RUN_ENDS.get()
+        if ends is not None:
+            seconds = min(seconds, max(ends - time.monotonic(), 0.0))
         self.seconds = seconds
         self.expired = False
         self._lock = threading.Lock()
@@ -48,6 +80,7 @@ class CallDeadline:
         self._outer: CallDeadline | None = None
 
     def __enter__(self) -> Self:
+        check_deadline("this call")
         self._outer = getattr(_CURRENT, "deadline", None)
         _CURRENT.deadline = self
         self._timer.start()

@@ -75,7 +75,7 @@ def secret_reader(settings: Settings) -> SecretReader | None:
     # that read no secret from Secret Manager never need it.
     import google.auth  # noqa: PLC0415
     import google.auth.exceptions  # noqa: PLC0415
-    from google.auth.transport.requests import AuthorizedSession  # noqa: PLC0415
+    from google.auth.transport.requests import AuthorizedSession, Request  # noqa: PLC0415
 
     try:
         credentials, _ = google.auth.default(scopes=SCOPES)
@@ -83,6 +83,16 @@ def secret_reader(settings: Settings) -> SecretReader | None:
         raise SecretStoreError(
             "no Google credentials to read Secret Manager with: deploy with a service account, or run "
             "`gcloud auth application-default login` for local runs",
+        ) from None
+    try:
+        # Fetched now, so a failing metadata server (or token endpoint) is one clear error before any read.
+        credentials.refresh(Request())  # type: ignore[no-untyped-call]
+    except google.auth.exceptions.GoogleAuthError as exc:
+        # google-auth's message can quote the server's answer: name the failure's type only.
+        raise SecretStoreError(
+            f"cannot get an access token for Secret Manager ({type(exc).__name__}): on Google Cloud the "
+            "metadata server did not answer as expected; the next run retries",
+            retryable=True,
         ) from None
     session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
     return SecretManager(settings.secret_manager_endpoint, session)

@@ -67,6 +67,7 @@ VARIABLES: Final = (
     "CLUSTERS_SECRET",
     "MAX_PARALLEL_CLUSTERS",
     "EVENTS",
+    "RUN_DEADLINE_SECONDS",
 )
 #: The variables that describe the one cluster of the shorthand; CLUSTERS (or CLUSTERS_SECRET) replaces them all.
 SINGLE_CLUSTER_VARIABLES: Final = (
@@ -82,6 +83,8 @@ SINGLE_CLUSTER_VARIABLES: Final = (
 )
 DEFAULT_CLUSTER_NAME: Final = "default"
 DEFAULT_MAX_PARALLEL_CLUSTERS: Final = 4
+#: The Terraform module sets RUN_DEADLINE_SECONDS to the function's timeout minus 30 s; this matches its default.
+DEFAULT_RUN_DEADLINE_SECONDS: Final = 510
 #: The fields a CLUSTERS entry may have.
 CLUSTER_FIELDS: Final = frozenset(
     {
@@ -191,6 +194,8 @@ class Settings:
     secret_manager_endpoint: str
     max_parallel_writes: int
     max_parallel_clusters: int
+    #: The whole run (reads, mint, writes, revocation) ends by then, so the function answers before its timeout.
+    run_deadline: timedelta
     log_level: str
     invokers: InvokerPolicy | None = None  # None: Google's front door (the invoker IAM role) decides
     events: str = "all"
@@ -218,6 +223,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
         max_parallel_clusters=reader.limited("MAX_PARALLEL_CLUSTERS", DEFAULT_MAX_PARALLEL_CLUSTERS),
+        run_deadline=timedelta(seconds=reader.limited("RUN_DEADLINE_SECONDS", DEFAULT_RUN_DEADLINE_SECONDS)),
         log_level=reader.log_level(),
         invokers=reader.invokers(),
         events=reader.choice("EVENTS", tuple(LIMITS["events"])),
@@ -460,7 +466,10 @@ class _Reader:
         if bad or not allowed:
             listing = ", ".join(repr(b) for b in bad)
             self.problems["ALLOWED_INVOKERS"] = f"not e-mail addresses: {listing}" if bad else "lists no e-mail"
-        parts = urlsplit(audience)
+        try:
+            parts = urlsplit(audience)
+        except ValueError:  # a malformed IPv6 host such as "https://["
+            parts = urlsplit("")
         if parts.scheme != "https" or not parts.hostname:
             self.problems["INVOKER_AUDIENCE"] = f"must be an https URL (the function's URL), got {audience!r}"
         certs = self.url("INVOKER_CERTS_URL", certs_url or DEFAULT_INVOKER_CERTS_URL)

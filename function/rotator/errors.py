@@ -63,6 +63,16 @@ class KubeconfigError(RotatorError):
     """The kubeconfig cannot be used by an unattended function."""
 
 
+class DeadlineError(RotatorError):
+    """The run reached RUN_DEADLINE_SECONDS: what was not done by then is not started (the next run does it)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"the run reached its deadline (RUN_DEADLINE_SECONDS) before {what}; the next run completes it",
+            retryable=True,
+        )
+
+
 class SecretConflictError(RotatorError):
     """The existing pull secret cannot take the rotator's entry without destroying someone else's data."""
 

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
 
-Outcome = Literal["created", "updated", "failed", "skipped", "would-create", "would-update"]
+#: ``superseded``: an overlapping run wrote a newer token there first; it is left in place (a success).
+Outcome = Literal["created", "updated", "superseded", "failed", "skipped", "would-create", "would-update"]
 #: Room left in an alias prefix (40 characters, limits.json) for ``-g`` and six hex digits.
 _GROUP_PREFIX_ROOM: Final = 40 - len("-g000000")
 

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 import flask
 
 from rotator import logs
+from rotator.bounded import run_deadline
 from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
 from rotator.errors import BadRequestError, RotatorError, http_status
@@ -110,15 +111,20 @@ class Handler:
             self._guard.screen(request, self._load_settings)  # 4xx before anything is built or read
             operation, run = _operation(request)
             settings = self._load_settings()
-            clients = self._connector(settings, with_registry=operation != "status")
         except RotatorError as exc:
             return _failed(exc)
-        try:
-            return _perform(operation, run, settings, clients)
-        except RotatorError as exc:
-            return _failed(exc)
-        finally:
-            clients.close()
+        # Everything from reading the secrets to the last revocation ends by RUN_DEADLINE_SECONDS.
+        with run_deadline(settings.run_deadline.total_seconds()):
+            try:
+                clients = self._connector(settings, with_registry=operation != "status")
+            except RotatorError as exc:
+                return _failed(exc)
+            try:
+                return _perform(operation, run, settings, clients)
+            except RotatorError as exc:
+                return _failed(exc)
+            finally:
+                clients.close()
 
     def _load_settings(self) -> Settings:
         if self._settings is None:

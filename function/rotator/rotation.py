@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Final, Literal, Protocol
 
 from rotator.accounts import AccountPatcher
+from rotator.bounded import check_deadline, run_ends
 from rotator.config import ClusterConfig, Settings
 from rotator.dockerconfig import RegistryLogin, apply_manifest, expires_at_of, merged_dockerconfig, token_alias_of
-from rotator.errors import CrusoeApiError, KubeError, NamespaceGoneError, RotatorError, http_status
+from rotator.errors import CrusoeApiError, DeadlineError, KubeError, NamespaceGoneError, RotatorError, http_status
 from rotator.events import record
 from rotator.fleet import (
     Cluster,
@@ -50,7 +51,7 @@ from rotator.fleet import (
 from rotator.retry import Backoff, call_with_retries
 from rotator.secret import SecretStr
 from rotator.signing import format_timestamp
-from rotator.tokens import ApiKey, new_alias, select_revocations
+from rotator.tokens import ApiKey, RevocationPolicy, minted_at, new_alias, plan_revocations
 
 log = logging.getLogger(__name__)
 
@@ -226,14 +227,9 @@ def plan(
         )
         return _finished(report, started, now)
     delivered = {a for s in surveys for read in s.readable if (a := token_alias_of(read.secret))}
-    doomed = select_revocations(
-        keys,
-        prefix=settings.alias_prefix,
-        current_alias=alias,
-        keep_previous=settings.keep_previous_tokens,
-        delivered=delivered,
-    )
-    report.would_revoke = [key.alias for key in doomed]
+    chosen = plan_revocations(keys, revocation_policy(settings, alias, now, delivered, ()))
+    report.would_revoke = [key.alias for key in chosen.keys]
+    report.warnings += list(chosen.warnings)
     return _finished(report, started, now)
 
 
@@ -296,7 +292,7 @@ class _Writer:
     def _namespace(self, config: ClusterConfig, cluster: Cluster, read: Read) -> NamespaceResult:
         """The secret, then the service accounts, then the Event; each step fails alone."""
         result = guarded(read.namespace, config.name, lambda: self._secret(config.name, cluster, read))
-        if result.result in {"created", "updated", "would-create", "would-update"}:
+        if result.result in {"created", "updated", "superseded", "would-create", "would-update"}:
             patcher = AccountPatcher(cluster, self.settings.secret_name, self.dry_run, self.sleep)
             result = replace(result, service_accounts=patcher.patch_all(read.namespace, config.service_accounts))
         elif not self.dry_run:
@@ -307,13 +303,21 @@ class _Writer:
         return result
 
     def _secret(self, cluster_name: str, cluster: Cluster, read: Read) -> NamespaceResult:
-        """Merge and apply; a conflict (someone wrote in between) re-reads and merges again."""
+        """Merge and apply; a conflict (someone wrote in between) re-reads and merges again.
+
+        The write is conditional on the version read, so an overlapping run's write is never lost: after a
+        conflict the secret is read again. If it holds one of our tokens minted after this run's, that newer
+        token stays (``superseded``): runs never move a namespace back to an older token.
+        """
         namespace, name = read.namespace, self.settings.secret_name
+        check_deadline(f"writing namespace {namespace!r}")
         seen = [read.secret]
 
-        def attempt(number: int) -> None:
+        def attempt(number: int) -> bool:
             if number > 0:
                 seen[0] = cluster.read_secret(namespace, name)
+            if self._newer_than_ours(token_alias_of(seen[0])):
+                return False
             manifest = apply_manifest(
                 namespace=namespace,
                 name=name,
@@ -323,15 +327,18 @@ class _Writer:
                 resource_version=(seen[0] or {}).get("metadata", {}).get("resourceVersion"),
             )
             cluster.apply_secret(namespace, name, manifest, dry_run=self.dry_run)
+            return True
 
         try:
-            call_with_retries(
+            wrote = call_with_retries(
                 attempt, classify=_conflict, backoff=CONFLICT_BACKOFF, what=f"writing {namespace}", sleep=self.sleep
             )
         except NamespaceGoneError as exc:
             if not exc.terminating:
                 raise
             return NamespaceResult(namespace, "skipped", exc.message, cluster=cluster_name)
+        if not wrote:
+            return NamespaceResult(namespace, "superseded", cluster=cluster_name, expires_at=expires_at_of(seen[0]))
         created = read.secret is None
         outcome: Outcome = (
             ("would-create" if created else "would-update") if self.dry_run else ("created" if created else "updated")
@@ -340,6 +347,16 @@ class _Writer:
         return NamespaceResult(
             namespace, outcome, cluster=cluster_name, expires_at=expires or expires_at_of(read.secret)
         )
+
+    def _newer_than_ours(self, alias: str | None) -> bool:
+        """Does ``alias`` name one of this rotator's tokens minted in a later second than this run's?
+
+        Within one second the order of two runs is unknown, so such a token is overwritten: both stay live
+        (the run that revokes keeps a token that young, see :func:`rotator.tokens.plan_revocations`).
+        """
+        prefix = self.settings.alias_prefix
+        theirs, ours = minted_at(alias or "", prefix), minted_at(self.login.alias, prefix)
+        return theirs is not None and ours is not None and theirs > ours
 
 
 @dataclass
@@ -360,9 +377,11 @@ class _Rotation:
             return self._nothing_writable(surveys)
         try:
             login = self.login = self._mint()
-        except CrusoeApiError as exc:
+        except (CrusoeApiError, DeadlineError) as exc:
             clusters = [_unreached(s) for s in surveys]
-            return Report(status="failed", clusters=clusters, error=exc.message, retryable=exc.retryable)
+            report = Report(status="failed", clusters=clusters, error=exc.message, retryable=exc.retryable)
+            report.revoked, report.warnings = self._revoke_own_strays()
+            return report
         token = {"alias": login.alias, "expires_at": format_timestamp(login.expires_at)}
         log.info("minted registry token %s, expires %s", login.alias, token["expires_at"], extra=_alias(login.alias))
         writer = _Writer(self.settings, login, self.clock, self.sleep)
@@ -404,27 +423,44 @@ class _Rotation:
                 raise
             return RegistryLogin(self.settings.registry, self.settings.registry_username, password, alias, expires_at)
 
+        check_deadline("minting a token")
         return call_with_retries(
-            attempt, classify=_mint_retryable, backoff=self.mint_backoff, what="minting", sleep=self.sleep
+            attempt,
+            classify=_mint_retryable,
+            backoff=self.mint_backoff,
+            what="minting",
+            sleep=self.sleep,
+            deadline=run_ends(),
         )
+
+    def _revoke_own_strays(self) -> tuple[list[str], list[str]]:
+        """After minting failed: revoke the tokens this run's lost answers may have left (no run will deliver them)."""
+        if not self.strays:
+            return [], []
+        try:
+            check_deadline("revoking this run's stray tokens")
+            keys = [key for key in self.registry.list_registry_tokens() if key.alias in self.strays]
+        except (CrusoeApiError, DeadlineError) as exc:
+            return [], [f"tokens of lost mint answers were not revoked (a later run will): {exc.message}"]
+        return self._delete(keys)
 
     def _revoke(self, current_alias: str, delivered: set[str]) -> tuple[list[str], list[str]]:
         """Revoke what the rules select; a failure here is a warning: every namespace is already fresh."""
         try:
+            check_deadline("revoking old tokens")
             keys = self.registry.list_registry_tokens()
-        except CrusoeApiError as exc:
+        except (CrusoeApiError, DeadlineError) as exc:
             return [], [f"old tokens were not revoked this time: {exc.message}"]
-        doomed = select_revocations(
-            keys,
-            prefix=self.settings.alias_prefix,
-            current_alias=current_alias,
-            keep_previous=self.settings.keep_previous_tokens,
-            strays=self.strays,
-            delivered=delivered,
-        )
+        policy = revocation_policy(self.settings, current_alias, self.clock(), delivered, self.strays)
+        chosen = plan_revocations(keys, policy)
+        revoked, warnings = self._delete(chosen.keys)
+        return revoked, list(chosen.warnings) + warnings
+
+    def _delete(self, keys: Sequence[ApiKey]) -> tuple[list[str], list[str]]:
+        """Revoke each key; one that fails is a warning and does not stop the others."""
         revoked: list[str] = []
         warnings: list[str] = []
-        for key in doomed:
+        for key in keys:
             try:
                 self.registry.delete_key(key.key_id)
             except CrusoeApiError as exc:
@@ -433,6 +469,26 @@ class _Rotation:
             revoked.append(key.alias)
             log.info("revoked registry token %s", key.alias, extra=_alias(key.alias))
         return revoked, warnings
+
+
+#: How long after its run's deadline a token may still be on its way into the secrets (clock skew, a slow
+#: answer): this, or the run deadline itself when that is shorter.
+IN_FLIGHT_MARGIN: Final = timedelta(minutes=1)
+
+
+def revocation_policy(
+    settings: Settings, current_alias: str, now: datetime, delivered: Collection[str], strays: Collection[str]
+) -> RevocationPolicy:
+    """The revocation rules' inputs for a run: its grace window, and how long another run may still be writing."""
+    return RevocationPolicy(
+        prefix=settings.alias_prefix,
+        current_alias=current_alias,
+        keep_previous=settings.keep_previous_tokens,
+        now=now,
+        in_flight=settings.run_deadline + min(IN_FLIGHT_MARGIN, settings.run_deadline),
+        strays=strays,
+        delivered=delivered,
+    )
 
 
 def _worth_an_event(events: str, result: NamespaceResult) -> bool:

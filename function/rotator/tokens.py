@@ -11,15 +11,12 @@ alias that is kept is never revoked, and one run revokes at most :data:`MAX_REVO
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
-
-log = logging.getLogger(__name__)
 
 _STAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 # Explicit [0-9], not \d: \d also matches other scripts' digits, which int() would then read.
@@ -74,75 +71,90 @@ def minted_at(alias: str, prefix: str) -> datetime | None:
         return None
 
 
-def plan_revocations(
-    keys: Iterable[ApiKey],
-    *,
-    prefix: str,
-    current_alias: str,
-    keep_previous: int,
-    strays: Collection[str] = (),
-    delivered: Collection[str] = (),
-) -> Revocations:
-    """The registry tokens to revoke once every namespace holds the token aliased ``current_alias``.
+@dataclass(frozen=True)
+class RevocationPolicy:
+    """What a run knows when it chooses what to revoke."""
 
-    Keeps the newest ``keep_previous`` of the rotator's older tokens (the grace window for pulls that
-    started with them), revokes the rest, and always revokes ``strays``: aliases this run tried to mint
-    but never delivered (a POST whose answer was lost). ``delivered`` are the aliases the pull secrets held
-    before this run: an owned token minted after the newest of them (or in the same second) was never
-    written anywhere (a run stopped between minting and writing) and is revoked too, so it cannot take a
-    place in the grace window. This is safe because revocation runs only when every namespace was read.
+    prefix: str
+    current_alias: str
+    keep_previous: int
+    #: When the run chooses (its clock).
+    now: datetime
+    #: How long another run may still be writing the token it minted (the run deadline plus a margin).
+    in_flight: timedelta
+    #: Aliases this run tried to mint but whose answer was lost: no run will ever deliver them.
+    strays: Collection[str] = ()
+    #: Aliases the pull secrets held when this run read them.
+    delivered: Collection[str] = ()
 
-    Never selects the current token, a token minted after it (another run's), a token that is not a
-    registry token, one whose alias is not ours, or a key id that the list also shows under an alias that
-    is kept (a duplicate id under an old alias must not revoke the current token). Never raises: whatever
-    the list holds, the worst outcome is revoking nothing, with a warning.
+
+def plan_revocations(keys: Iterable[ApiKey], policy: RevocationPolicy) -> Revocations:
+    """The registry tokens to revoke once every namespace holds the token aliased ``policy.current_alias``.
+
+    Runs may overlap (a scheduler retry, a manual call, a second instance), so the rules never revoke a
+    token another run may still deliver:
+
+    - Only the newest run revokes: when the list shows one of our tokens minted after the current one (or
+      in the same second with a greater alias), another run is in flight or finished later, and it will
+      clean up; nothing is revoked now.
+    - An older token that no secret held when this run read them was either never delivered (a run stopped
+      between minting and writing) or is being written right now by a slower run. It is revoked only once
+      it is older than ``in_flight``; until then it is simply kept, outside the grace window.
+    - Of the remaining older tokens, the newest ``keep_previous`` stay (the grace window for pulls that
+      started with them); the rest are revoked, and so are this run's own ``strays``.
+
+    Never selects the current token, a token that is not a registry token, one whose alias is not ours, or a
+    key id that the list also shows under an alias that is kept. Never raises: whatever the list holds, the
+    worst outcome is revoking nothing, with a warning.
     """
-    current_time = minted_at(current_alias, prefix)
+    current_time = minted_at(policy.current_alias, policy.prefix)
     if current_time is None:
-        return Revocations((), (f"nothing was revoked: the current alias {current_alias!r} is not the rotator's",))
+        warning = f"nothing was revoked: the current alias {policy.current_alias!r} is not the rotator's"
+        return Revocations((), (warning,))
     keys = list(keys)
-    last_delivered = max((t for t in (minted_at(alias, prefix) for alias in delivered) if t is not None), default=None)
-    previous: list[tuple[datetime, str, ApiKey]] = []
-    doomed: list[ApiKey] = []
-    for key in keys:
-        when = minted_at(key.alias, prefix)
-        if key.usage != "registry" or when is None or key.alias == current_alias or when > current_time:
-            continue
-        never_delivered = last_delivered is not None and when >= last_delivered and key.alias not in delivered
-        if key.alias in strays or never_delivered:
-            doomed.append(key)
-        else:
-            previous.append((when, key.alias, key))
-    previous.sort(key=lambda entry: entry[:2], reverse=True)
+    owned = [(when, key) for key in keys if key.usage == "registry" and (when := minted_at(key.alias, policy.prefix))]
+    # This run's own strays were tried before the current alias, and a token the secrets held was written
+    # before this run read them: in the current alias's second, neither is "newer".
+    earlier = {*policy.strays, *policy.delivered}
+    newer = sorted(
+        key.alias
+        for when, key in owned
+        if (when, key.alias) > (current_time, policy.current_alias)
+        and not (key.alias in earlier and when == current_time)
+    )
+    if newer:
+        return Revocations((), (f"nothing was revoked: a newer rotation ({newer[-1]}) will revoke old tokens",))
+    doomed, previous = _older_tokens([(when, key) for when, key in owned if when <= current_time], policy)
     # The window counts aliases, not list entries: two keys listed under one alias are kept or go together.
-    window = sorted({entry[:2] for entry in previous}, reverse=True)[: max(keep_previous, 0)]
-    doomed += [key for when, alias, key in previous if (when, alias) not in window]
+    # Tokens the secrets held come first: pulls may be using them; an older token may never have been delivered.
+    ranked = sorted({(alias in policy.delivered, when, alias) for when, alias, _ in previous}, reverse=True)
+    window = {alias for _, _, alias in ranked[: max(policy.keep_previous, 0)]}
+    newest_first = sorted(previous, key=lambda entry: entry[:2], reverse=True)
+    doomed += [key for _, alias, key in newest_first if alias not in window]
     doomed_entries = {id(key) for key in doomed}
     kept_ids = {key.key_id for key in keys if id(key) not in doomed_entries}
     return _capped([key for key in _unique(doomed) if key.key_id not in kept_ids])
 
 
-def select_revocations(
-    keys: Iterable[ApiKey],
-    *,
-    prefix: str,
-    current_alias: str,
-    keep_previous: int,
-    strays: Collection[str] = (),
-    delivered: Collection[str] = (),
-) -> list[ApiKey]:
-    """The keys :func:`plan_revocations` selects; its warnings go to the log (for callers with no report)."""
-    plan = plan_revocations(
-        keys,
-        prefix=prefix,
-        current_alias=current_alias,
-        keep_previous=keep_previous,
-        strays=strays,
-        delivered=delivered,
-    )
-    for warning in plan.warnings:
-        log.warning("%s", warning)
-    return list(plan.keys)
+def _older_tokens(
+    owned: list[tuple[datetime, ApiKey]], policy: RevocationPolicy
+) -> tuple[list[ApiKey], list[tuple[datetime, str, ApiKey]]]:
+    """Split the owned tokens older than the current one into the doomed and the grace-window candidates."""
+    delivered_times = (minted_at(alias, policy.prefix) for alias in policy.delivered)
+    last_delivered = max((t for t in delivered_times if t is not None), default=None)
+    doomed: list[ApiKey] = []
+    previous: list[tuple[datetime, str, ApiKey]] = []
+    for when, key in owned:
+        if key.alias == policy.current_alias:
+            continue
+        if key.alias in policy.strays:
+            doomed.append(key)
+        elif last_delivered is not None and when >= last_delivered and key.alias not in policy.delivered:
+            if policy.now - when > policy.in_flight:  # never delivered, and no run can still be writing it
+                doomed.append(key)
+        else:
+            previous.append((when, key.alias, key))
+    return doomed, previous
 
 
 def _unique(keys: Iterable[ApiKey]) -> list[ApiKey]:

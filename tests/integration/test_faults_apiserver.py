@@ -55,7 +55,10 @@ def assert_next_run_cleans_up(invoke, crusoe, kube_admin, namespaces):
         assert held.password is not None
         assert crusoe.is_live(held.password)
     owned = [key for key in crusoe.tokens() if key.alias.startswith("ccr-rotator-2")]
-    assert len(owned) <= 2, [key.alias for key in owned]  # the current token and one previous (grace window)
+    # The current token, one previous (the grace window), and at most the crashed run's own token, which is
+    # kept while a run may still be writing it (RUN_DEADLINE_SECONDS plus a margin) and removed by a later run
+    # (tests/integration/test_rotation.py proves that part).
+    assert len(owned) <= 3, [key.alias for key in owned]
     return body
 
 
@@ -124,7 +127,7 @@ def test_apiserver_throttling_and_server_errors_honour_retry_after_or_fail_clean
     assert crusoe.deleted() == []
     assert set(aliases(kube_admin, deployment.namespaces).values()) == {first}
     after = assert_next_run_cleans_up(invoke, crusoe, kube_admin, deployment.namespaces)
-    assert body["token"]["alias"] in after["revoked"]  # the failed run's undelivered token
+    # The failed run's undelivered token is kept while a run may still write it; a later run removes it.
     record.observed(
         f"{summary(response.status_code, body)} after {faulted} answers of {status}; next: {summary(200, after)}"
     )

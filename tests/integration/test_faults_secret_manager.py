@@ -68,11 +68,6 @@ def test_secret_manager_one_temporary_failure_is_retried(deployment, invoke, sec
     record.observed(summary(200, response.get_json()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the product must turn google-auth's RefreshError/TransportError (metadata server failing) into a "
-    "SecretStoreError: today it escapes, Flask answers an HTML 500 and logs a traceback (issue 9)",
-)
 @pytest.mark.parametrize("status", [403, 503])
 def test_metadata_server_failing_mints_nothing_and_says_so(
     deployment, invoke, crusoe, kube_admin, secret_manager, scenario, status

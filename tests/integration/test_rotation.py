@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -163,7 +164,9 @@ def test_crusoe_failures_change_nothing(deployment, invoke, crusoe, kube_admin, 
     assert body["status"] == "failed"
     assert "createCcrToken" in body["error"]
     assert all(read_secret(kube_admin, n) is None for n in deployment.namespaces)
-    assert crusoe.deleted() == []
+    # A garbled answer may come with a minted token: the run revokes those strays itself, and nothing else.
+    assert {key.alias for key in crusoe.deleted()} <= set(crusoe.mint_aliases)
+    assert crusoe.tokens() == []
 
 
 def test_lost_mint_answers_are_retried_with_new_aliases_and_strays_revoked(deployment, invoke, crusoe):
@@ -374,10 +377,18 @@ def test_a_concurrent_edit_is_merged_not_lost(deployment, crusoe, kube_admin, tm
     assert set(auths) == {"quay.io", REGISTRY}
 
 
-def test_a_token_from_a_run_that_stopped_before_writing_is_revoked(deployment, invoke, crusoe):
+def test_a_token_from_a_run_that_stopped_before_writing_is_revoked_once_no_run_can_write_it(
+    deployment, invoke, crusoe, monkeypatch
+):
+    monkeypatch.setenv("RUN_DEADLINE_SECONDS", "5")  # a run may write its token for 5 s, plus 5 s of margin
     first = invoke().get_json()["token"]["alias"]
     orphan = crusoe.seed_token(f"ccr-rotator-{datetime.now(UTC):%Y%m%dT%H%M%S}Z-0c0c0c")  # minted, never written
+    meanwhile = invoke().get_json()
+    assert meanwhile["status"] == "ok"
+    assert orphan.alias not in meanwhile["revoked"]  # its run may still be writing it
+    assert first in {key.alias for key in crusoe.tokens()}  # the delivered previous token keeps its grace window
+    time.sleep(11)  # the rule is time-based: wait out the in-flight window it allows
     body = invoke().get_json()
     assert body["status"] == "ok"
-    assert body["revoked"] == [orphan.alias]
-    assert first in {key.alias for key in crusoe.tokens()}  # the delivered previous token keeps its grace window
+    assert orphan.alias in body["revoked"]  # never delivered: it never takes a place in the grace window
+    assert meanwhile["token"]["alias"] in {key.alias for key in crusoe.tokens()}

@@ -55,11 +55,6 @@ def test_soak_report_counts_everything_and_nothing_is_lost_or_leaked(report, sce
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="overlapping runs: a run whose mint answer is slow writes a token that the overlapping run already "
-    "revoked as undelivered, so pulls fail until the next run (issue 9, the lead's revocation fix)",
-)
 def test_soak_no_sample_ever_holds_a_dead_token(report, scenario):
     record = scenario("soak: no sample of any namespace ever holds a token the registry refuses")
     record.observed(f"{report.dead_token_samples} dead-token samples, after steps {report.dead_token_steps}")

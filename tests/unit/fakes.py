@@ -69,6 +69,8 @@ class FakeRegistry:
         self.list_failure: CrusoeApiError | None = None
         self.revoke_failures: dict[str, CrusoeApiError] = {}
         self.revoked: list[str] = []
+        #: Called with the alias after a token is minted, before its answer returns (a test holds it there).
+        self.after_mint: Callable[[str], None] | None = None
         self._ids = itertools.count(1)
 
     def seed(self, alias: str, *, usage: str = "registry", created_at: datetime | None = None) -> ApiKey:
@@ -86,6 +88,8 @@ class FakeRegistry:
             self.seed(alias)
         if failure is not None:
             raise failure
+        if self.after_mint is not None:
+            self.after_mint(alias)
         return SecretStr(token)
 
     def list_registry_tokens(self) -> list[ApiKey]:

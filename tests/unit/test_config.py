@@ -356,3 +356,9 @@ def test_a_kubeconfig_in_an_unknown_users_home_is_a_config_error():
     assert problems_of(KUBECONFIG="~no-such-user-here/config") == {
         "KUBECONFIG": "names the home directory of an unknown user: '~no-such-user-here/config'"
     }
+
+
+def test_invoker_audience_that_is_not_a_url_names_the_variable():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, "ALLOWED_INVOKERS": "scheduler@p.iam.gserviceaccount.com", "INVOKER_AUDIENCE": "A://["})
+    assert "INVOKER_AUDIENCE" in caught.value.problems

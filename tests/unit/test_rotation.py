@@ -217,6 +217,7 @@ def test_rotate_honours_retry_after_when_minting_is_throttled(world):
 
 
 def test_rotate_gives_up_minting_after_the_backoffs_attempts_and_writes_nothing(world):
+    world.registry.seed(OLD[-1])
     world.registry.mint_failures = [(api_error(503), True)] * 3
     report = world.rotate()
     assert report.status == "failed"
@@ -224,7 +225,9 @@ def test_rotate_gives_up_minting_after_the_backoffs_attempts_and_writes_nothing(
     assert report.http_status() == 503
     assert len(world.journal.of("mint")) == 3
     assert world.journal.of("write") == []
-    assert world.journal.of("revoke") == []
+    # Only the tokens its own lost answers left are revoked: no run can deliver them; nothing else is touched.
+    assert sorted(world.journal.of("revoke")) == sorted(world.journal.of("mint")) == sorted(report.revoked)
+    assert OLD[-1] in world.registry.aliases()
 
 
 def test_rotate_mints_with_the_given_backoff(world):
@@ -433,3 +436,89 @@ def test_rotate_reads_and_writes_the_configured_secret_name():
     report = world.rotate(TARGET_SECRET_NAME="team-pull")
     assert report.status == "ok"
     assert world.status(TARGET_SECRET_NAME="team-pull").namespaces[0]["exists"] is True
+
+
+# -- overlapping runs ----------------------------------------------------------------------------------------
+# Two runs of the same targets overlap (a scheduler retry, a manual call, a second instance): one run's mint
+# answer is held by the fake registry until the other run has finished. Whatever the order of their aliases,
+# at the end every namespace holds a live token, nothing still held is revoked, and only the newest run revokes.
+
+
+def _overlap(world, *, held_clock, other_clock):
+    """Run A with its mint answer held until run B (started meanwhile) finished; return (A's report, B's)."""
+    config = settings()
+    deliver(world, OLD[-1])
+    world.registry.seed(OLD[-1])
+    b_finished = threading.Event()
+    a_minted = threading.Event()
+    held = []
+
+    def hold(alias):
+        if not held:  # only A's mint waits
+            held.append(alias)
+            a_minted.set()
+            assert b_finished.wait(timeout=10), "run B never finished"
+
+    world.registry.after_mint = hold
+    reports = {}
+
+    def run(name, clock):
+        reports[name] = rotate(config, world.registry, world.targets(config), clock=clock, sleep=world.sleeps.append)
+
+    a = threading.Thread(target=run, args=("a", held_clock))
+    a.start()
+    assert a_minted.wait(timeout=10)
+    run("b", other_clock)
+    b_finished.set()
+    a.join(timeout=10)
+    assert not a.is_alive()
+    return reports["a"], reports["b"]
+
+
+def _live_everywhere(world):
+    held = {world.cluster.secrets[n]["metadata"]["annotations"][TOKEN_ALIAS] for n in NAMESPACES}
+    assert len(held) == 1
+    (alias,) = held
+    assert alias in world.registry.aliases()  # live: minted and not revoked
+    return alias
+
+
+def test_overlap_slow_older_run_is_superseded_and_revokes_nothing(world):
+    a, b = _overlap(world, held_clock=lambda: NOW, other_clock=lambda: NOW + timedelta(seconds=1))
+    assert b.status == "ok"
+    assert a.status == "ok"
+    assert {n.result for n in a.namespaces} == {"superseded"}  # A never moved a namespace back to its token
+    assert a.revoked == []
+    assert any("newer rotation" in w for w in a.warnings)
+    assert _live_everywhere(world) == b.token["alias"]
+    assert a.token["alias"] not in world.registry.revoked  # B kept A's in-flight token
+
+
+def test_overlap_slow_newer_run_overwrites_and_the_older_run_revokes_nothing(world):
+    a, b = _overlap(world, held_clock=lambda: NOW + timedelta(seconds=1), other_clock=lambda: NOW)
+    assert b.revoked == []  # a newer token (A's) was already minted: B leaves revocation to A
+    assert {n.result for n in a.namespaces} == {"updated"}
+    assert _live_everywhere(world) == a.token["alias"]
+    assert b.token["alias"] not in world.registry.revoked  # briefly delivered: kept, a later run cleans
+
+
+def test_overlap_undelivered_token_is_kept_while_a_run_may_still_write_it(world):
+    deliver(world, OLD[-1])
+    world.registry.seed(OLD[-1])
+    in_flight = world.registry.seed("ccr-rotator-20261128T060000Z-abcdef")  # minted after what the secrets hold
+    config = settings(RUN_DEADLINE_SECONDS="60")
+    soon = rotate(config, world.registry, world.targets(config), clock=lambda: NOW + timedelta(seconds=90))
+    assert in_flight.alias not in soon.revoked  # within the run deadline plus margin: a run may be writing it
+    deliver(world, OLD[-1])  # as if nothing had happened since: the secrets still hold the older token
+    later = rotate(config, world.registry, world.targets(config), clock=lambda: NOW + timedelta(minutes=10))
+    assert in_flight.alias in later.revoked  # no run can still deliver it: a crashed run's stray, removed
+
+
+def test_overlapping_older_token_is_revoked_once_every_namespace_holds_a_newer_one(world):
+    _, b = _overlap(world, held_clock=lambda: NOW, other_clock=lambda: NOW + timedelta(seconds=1))
+    leftover = next(alias for alias in world.registry.aliases() if alias not in {b.token["alias"], OLD[-1]})
+    config = settings()
+    after = rotate(config, world.registry, world.targets(config), clock=lambda: NOW + timedelta(minutes=2))
+    # Older than the token every secret held: no run can write it any more (a conditional write would meet
+    # the newer token and leave it), so it goes like any token outside the grace window.
+    assert leftover in after.revoked
