@@ -13,14 +13,14 @@ variable "config" {
     crusoe_api_endpoint      = optional(string, "https://api.cloud.crusoe.ai/v1alpha5")
     credential_warning_hours = optional(number, 168)
     keep_previous_tokens     = optional(number, 1)
-    kube_context           = optional(string)
-    log_level              = optional(string, "INFO")
-    registry_url           = string
-    registry_username      = string
-    target_namespaces      = list(string)
-    target_secret_name     = optional(string, "crusoe-image-pull-secrets")
-    token_alias_prefix     = optional(string, "ccr-rotator")
-    token_expiration_hours = optional(number, 12)
+    kube_context             = optional(string)
+    log_level                = optional(string, "INFO")
+    registry_url             = string
+    registry_username        = string
+    target_namespaces        = list(string)
+    target_secret_name       = optional(string, "crusoe-image-pull-secrets")
+    token_alias_prefix       = optional(string, "ccr-rotator")
+    token_expiration_hours   = optional(number, 12)
   })
   nullable = false
 
