@@ -171,7 +171,7 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
     secret_name: str = PULL_SECRET_NAME,
     service_account_namespace: str | None = None,
     service_account_name: str = SERVICE_ACCOUNT_NAME,
-    token_seconds: int = 3600,
+    token_seconds: int = 8 * 24 * 3600,  # outlives the function's default CREDENTIAL_WARNING_HOURS (7 days)
     render: RenderRBAC | None = None,
     service_accounts: list[str] | None = None,
     all_namespaces: bool = False,
