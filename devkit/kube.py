@@ -50,6 +50,24 @@ class RenderRBAC(Protocol):
         ...
 
 
+class ProjectRenderRBAC(Protocol):
+    """The project's own ``render``: also the self-renewal Role (RENEW_KUBECONFIG)."""
+
+    def __call__(
+        self,
+        namespaces: list[str],
+        secret_name: str,
+        service_account_namespace: str,
+        service_account_name: str,
+        *,
+        service_accounts: list[str] | None = None,
+        all_namespaces: bool = False,
+        self_renewal: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Return ServiceAccount, (Cluster)Role and (Cluster)RoleBinding objects as plain dicts."""
+        ...
+
+
 def api_client_from_kubeconfig(kubeconfig: str) -> client.ApiClient:
     """Return an ``ApiClient`` for a kubeconfig YAML string (embedded data, as these helpers write).
 
@@ -100,7 +118,7 @@ def delete_namespaces(api: client.ApiClient, names: Iterable[str]) -> None:
                 LOG.warning("could not delete namespace %s: %s", name, exc.reason)
 
 
-def load_rbac_renderer(path: Path = RBAC_RENDERER) -> RenderRBAC:
+def load_rbac_renderer(path: Path = RBAC_RENDERER) -> ProjectRenderRBAC:
     """Import ``render`` from the project's RBAC renderer by file path."""
     if not path.is_file():
         raise FileNotFoundError(f"the project's RBAC renderer {path} does not exist")
@@ -109,7 +127,7 @@ def load_rbac_renderer(path: Path = RBAC_RENDERER) -> RenderRBAC:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return cast("RenderRBAC", module.render)
+    return cast("ProjectRenderRBAC", module.render)
 
 
 def apply_objects(api: client.ApiClient, objects: Iterable[dict[str, Any]]) -> None:
@@ -153,26 +171,41 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
     secret_name: str = PULL_SECRET_NAME,
     service_account_namespace: str | None = None,
     service_account_name: str = SERVICE_ACCOUNT_NAME,
-    token_seconds: int = 3600,
+    token_seconds: int = 8 * 24 * 3600,  # outlives the function's default CREDENTIAL_WARNING_HOURS (7 days)
     render: RenderRBAC | None = None,
     service_accounts: list[str] | None = None,
     all_namespaces: bool = False,
+    self_renewal: bool = False,
 ) -> ServiceAccountAccess:
     """Apply the project's RBAC for ``target_namespaces`` and mint a TokenRequest token for the account.
 
     The ServiceAccount's namespace is fresh by default, so accounts of different tests never share
     bindings (a test's "forbidden in another namespace" stays true). ``service_accounts`` and
-    ``all_namespaces`` select the RBAC modes of ``rules.json`` (PATCH_SERVICE_ACCOUNTS; globs or selectors).
+    ``all_namespaces`` select the RBAC modes of ``rules.json`` (PATCH_SERVICE_ACCOUNTS; globs or selectors);
+    ``self_renewal`` lets the account request tokens for itself (RENEW_KUBECONFIG).
     """
     sa_namespace = create_namespace(api, service_account_namespace, prefix="rotator")
-    objects = (render or load_rbac_renderer())(
-        target_namespaces,
-        secret_name,
-        sa_namespace,
-        service_account_name,
-        service_accounts=service_accounts,
-        all_namespaces=all_namespaces,
-    )
+    if self_renewal and render is not None:
+        raise ValueError("self_renewal renders with the project's own renderer")
+    if self_renewal:
+        objects = load_rbac_renderer()(
+            target_namespaces,
+            secret_name,
+            sa_namespace,
+            service_account_name,
+            all_namespaces=all_namespaces,
+            service_accounts=service_accounts,
+            self_renewal=True,
+        )
+    else:
+        objects = (render or load_rbac_renderer())(
+            target_namespaces,
+            secret_name,
+            sa_namespace,
+            service_account_name,
+            service_accounts=service_accounts,
+            all_namespaces=all_namespaces,
+        )
     apply_objects(api, objects)
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=token_seconds)

@@ -8,7 +8,9 @@ local server means faking both ends of the real flow on one loopback port:
   ``Metadata-Flavor: Google``) and that issues access tokens
   (``/computeMetadata/v1/instance/service-accounts/default/token``);
 * Secret Manager's ``GET /v1/projects/{p}/secrets/{s}/versions/{v}:access``, which only
-  accepts ``Authorization: Bearer`` tokens that this metadata server issued.
+  accepts ``Authorization: Bearer`` tokens that this metadata server issued; and the writes a
+  self-renewing kubeconfig makes: ``POST .../secrets/{s}:addVersion`` (CRC32C checked), ``GET
+  .../secrets/{s}/versions`` (newest first, paged) and ``POST .../versions/{v}:disable``.
 
 Pointing a client at it takes environment variables only (``env()``): google-auth reads
 ``GCE_METADATA_HOST`` (token endpoint) and ``GCE_METADATA_IP`` (detection ping). Note that
@@ -35,7 +37,7 @@ import secrets
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import parse_qs
@@ -53,6 +55,11 @@ DEFAULT_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 CONTROL_PREFIX = "/_secretmanager"
 
 _ACCESS = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/]+)/versions/(?P<version>[^/:]+):access$")
+_ADD_VERSION = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/:]+):addVersion$")
+_LIST_VERSIONS = re.compile(r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/:]+)/versions$")
+_DISABLE = re.compile(
+    r"^/v1/projects/(?P<project>[^/]+)/secrets/(?P<secret>[^/]+)/versions/(?P<version>[0-9]+):disable$"
+)
 _METADATA_PREFIX = "/computeMetadata/v1/"
 _SA_PATH = re.compile(r"^instance/service-accounts/(?P<account>[^/]+)/(?P<leaf>[^/]*)$")
 _GOOGLE_STATUS = {
@@ -98,6 +105,13 @@ class SecretVersion:
     name: str
     data: bytes
     state: str = "ENABLED"
+    create_time: float = 0.0  # seconds since the epoch, by the server's clock
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``SecretVersion`` resource as the list call shows it (no payload)."""
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.create_time))
+        micros = int(self.create_time % 1 * 1_000_000)
+        return {"name": self.name, "state": self.state, "createTime": f"{created}.{micros:06d}Z"}
 
 
 @dataclass
@@ -143,6 +157,7 @@ class SecretManagerServer(BackgroundServer):
         self._lock = threading.Lock()
         self._secrets: dict[tuple[str, str], list[SecretVersion]] = {}
         self._denied: set[tuple[str, str]] = set()
+        self._write_denied: set[tuple[str, str]] = set()
         self._tokens: dict[str, float] = {}
         self._faults: list[_Fault] = []
         self._bad_crc = 0
@@ -217,8 +232,18 @@ class SecretManagerServer(BackgroundServer):
         with self._lock:
             versions = self._secrets.setdefault((project, secret), [])
             name = f"projects/{project}/secrets/{secret}/versions/{len(versions) + 1}"
-            versions.append(SecretVersion(name=name, data=bytes(data)))
+            versions.append(SecretVersion(name=name, data=bytes(data), create_time=self.clock()))
             return name
+
+    def versions(self, project: str, secret: str) -> list[SecretVersion]:
+        """A snapshot of a secret's versions, oldest first."""
+        with self._lock:
+            return [replace(v) for v in self._secrets.get((project, secret), [])]
+
+    def deny_writes(self, project: str, secret: str) -> None:
+        """Answer 403 to addVersion, list and disable on this secret (a runtime account that may only read)."""
+        with self._lock:
+            self._write_denied.add((project, secret))
 
     def set_state(self, version_name: str, state: str) -> None:
         """Disable, destroy or re-enable a version (``ENABLED``/``DISABLED``/``DESTROYED``).
@@ -276,6 +301,7 @@ class SecretManagerServer(BackgroundServer):
         with self._lock:
             self._faults.clear()
             self._denied.clear()
+            self._write_denied.clear()
             self._bad_crc = 0
 
     def corrupt_crc32c(self, times: int = 1) -> None:
@@ -305,6 +331,7 @@ class SecretManagerServer(BackgroundServer):
         with self._lock:
             self._secrets.clear()
             self._denied.clear()
+            self._write_denied.clear()
             self._faults.clear()
             self._bad_crc = 0
             self._tokens.clear()
@@ -372,6 +399,71 @@ class SecretManagerServer(BackgroundServer):
                 checksum ^= 0x5A5A5A5A
         payload = {"data": base64.b64encode(found.data).decode("ascii"), "dataCrc32c": str(checksum)}
         return 200, {"name": found.name, "payload": payload}
+
+    def _authorise_write(
+        self, project: str, secret: str, permission: str, authorization: str | None
+    ) -> tuple[int, Any] | None:
+        """The error answer for a write this caller may not make, or None."""
+        if not self._token_valid(authorization):
+            return 401, google_error(401, "Request had invalid authentication credentials.")
+        with self._lock:
+            denied = (project, secret) in self._denied or (project, secret) in self._write_denied
+            exists = (project, secret) in self._secrets
+        if denied:
+            resource = f"projects/{project}/secrets/{secret}"
+            return 403, google_error(403, f"Permission '{permission}' denied for resource '{resource}'.")
+        if not exists:
+            return 404, google_error(404, f"Secret [projects/{project}/secrets/{secret}] not found.")
+        return None
+
+    def add_version_request(self, project: str, secret: str, body: bytes, authorization: str | None) -> tuple[int, Any]:
+        """``secrets:addVersion``: the payload is base64, and its ``dataCrc32c`` must match when given."""
+        refused = self._authorise_write(project, secret, "secretmanager.versions.add", authorization)
+        if refused is not None:
+            return refused
+        try:
+            payload = json.loads(body)["payload"]
+            data = base64.b64decode(payload["data"], validate=True)
+            checksum = payload.get("dataCrc32c")
+        except (ValueError, KeyError, TypeError):
+            return 400, google_error(400, "Invalid payload.", "INVALID_ARGUMENT")
+        if checksum is not None and int(checksum) != crc32c(data):
+            return 400, google_error(400, "Checksum mismatch.", "INVALID_ARGUMENT")
+        name = self.add_version(project, secret, data)
+        with self._lock:
+            added = next(v for v in self._secrets[(project, secret)] if v.name == name)
+            return 200, added.to_json()
+
+    def list_versions_request(
+        self, project: str, secret: str, query: dict[str, list[str]], authorization: str | None
+    ) -> tuple[int, Any]:
+        """``secrets.versions.list``: newest first, ``pageSize`` (default 25) and ``pageToken`` (an offset)."""
+        refused = self._authorise_write(project, secret, "secretmanager.versions.list", authorization)
+        if refused is not None:
+            return refused
+        size = int((query.get("pageSize") or ["25"])[0])
+        start = int((query.get("pageToken") or ["0"])[0] or 0)
+        with self._lock:
+            newest_first = [v.to_json() for v in reversed(self._secrets[(project, secret)])]
+        page: dict[str, Any] = {"versions": newest_first[start : start + size], "totalSize": len(newest_first)}
+        if start + size < len(newest_first):
+            page["nextPageToken"] = str(start + size)
+        return 200, page
+
+    def disable_request(self, project: str, secret: str, version: str, authorization: str | None) -> tuple[int, Any]:
+        """``versions:disable``: an ENABLED or DISABLED version becomes DISABLED; a DESTROYED one stays."""
+        refused = self._authorise_write(project, secret, "secretmanager.versions.disable", authorization)
+        if refused is not None:
+            return refused
+        with self._lock:
+            versions = self._secrets[(project, secret)]
+            if not 1 <= int(version) <= len(versions):
+                return 404, google_error(404, f"Secret Version [{version}] not found.")
+            found = versions[int(version) - 1]
+            if found.state == "DESTROYED":
+                return 400, google_error(400, f"Secret Version [{found.name}] is in DESTROYED state.")
+            found.state = "DISABLED"
+            return 200, found.to_json()
 
     @staticmethod
     def _resolve(versions: list[SecretVersion], version: str) -> SecretVersion | None:
@@ -451,7 +543,7 @@ class _Handler(JsonHandler):
         if path == "/" or path.startswith(_METADATA_PREFIX) or path == _METADATA_PREFIX.rstrip("/"):
             status = self._metadata(owner, method, path, query)
         else:
-            status = self._secret_manager(owner, method, path)
+            status = self._secret_manager(owner, method, path, body)
         owner.record(RequestRecord(method, path, query, status))
 
     def _metadata(self, owner: SecretManagerServer, method: str, path: str, query: str) -> int:
@@ -470,17 +562,18 @@ class _Handler(JsonHandler):
         self.send_bytes(status, data, content_type, _FLAVOR)
         return status
 
-    def _secret_manager(self, owner: SecretManagerServer, method: str, path: str) -> int:
-        match = _ACCESS.match(path)
-        if match is None or method != "GET":
-            status, payload = 404, google_error(404, f"Method not found: {method} {path}")
-        else:
-            status, payload = owner.access(
-                match["project"],
-                match["secret"],
-                match["version"],
-                self.headers.get("Authorization"),
-            )
+    def _secret_manager(self, owner: SecretManagerServer, method: str, path: str, body: bytes) -> int:
+        authorization = self.headers.get("Authorization")
+        status, payload = 404, google_error(404, f"Method not found: {method} {path}")
+        if method == "GET" and (match := _ACCESS.match(path)):
+            status, payload = owner.access(match["project"], match["secret"], match["version"], authorization)
+        elif method == "POST" and (match := _ADD_VERSION.match(path)):
+            status, payload = owner.add_version_request(match["project"], match["secret"], body, authorization)
+        elif method == "GET" and (match := _LIST_VERSIONS.match(path)):
+            query = parse_qs(self.raw_query)
+            status, payload = owner.list_versions_request(match["project"], match["secret"], query, authorization)
+        elif method == "POST" and (match := _DISABLE.match(path)):
+            status, payload = owner.disable_request(match["project"], match["secret"], match["version"], authorization)
         self.send_json(status, payload)
         return status
 

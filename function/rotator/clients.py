@@ -9,14 +9,23 @@ from functools import partial
 
 import requests
 
-from rotator.config import ClusterConfig, LocalFile, SecretManagerRef, Settings, parse_clusters
+from rotator.config import ClusterConfig, SecretManagerRef, Settings, parse_clusters
+from rotator.credential import Credential, credential_of
 from rotator.crusoe import CrusoeClient
 from rotator.errors import SecretStoreError
 from rotator.fleet import Cluster, Target
 from rotator.kube import KubeClient
 from rotator.kubeconfig import parse_kubeconfig
 from rotator.rotation import Registry
-from rotator.secretstore import SCOPES, SecretManager, SecretReader, load_credentials, load_kubeconfig
+from rotator.secretstore import (
+    SCOPES,
+    KubeconfigText,
+    SecretManager,
+    SecretReader,
+    SecretWriter,
+    load_credentials,
+    load_kubeconfig,
+)
 
 
 @dataclass
@@ -26,6 +35,8 @@ class Clients:
     crusoe: Registry | None
     targets: list[Target]
     closers: list[Callable[[], None]] = field(default_factory=list)
+    connections: Connections | None = None
+    store: SecretWriter | None = None  # Secret Manager, when any setting names a secret
 
     def close(self) -> None:
         """Release the pooled connections of every client built."""
@@ -33,33 +44,59 @@ class Clients:
             close()
 
 
-class _Connections:
+@dataclass(frozen=True)
+class Connection:
+    """One connected cluster: its client, the kubeconfig it was built from, and that kubeconfig's credential."""
+
+    config: ClusterConfig
+    kube: KubeClient
+    kubeconfig: KubeconfigText
+    credential: Credential
+
+
+class Connections:
     """Builds each cluster's client when the operation first asks for it (in a worker), and closes them all."""
 
     def __init__(self, settings: Settings, reader: SecretReader | None) -> None:
         self._settings = settings
         self._reader = reader
-        self._built: list[KubeClient] = []
+        self._built: dict[str, Connection] = {}
         self._lock = threading.Lock()
 
     def connect(self, config: ClusterConfig) -> Cluster:
         """A client for one cluster; every failure here is that cluster's, before any token exists."""
-        kubeconfig, local = load_kubeconfig(config.kubeconfig, self._reader)
+        kubeconfig = load_kubeconfig(config.kubeconfig, self._reader)
         access = parse_kubeconfig(
-            kubeconfig,
+            kubeconfig.text,
             context=config.context,
-            base_dir=local.path.parent if isinstance(local, LocalFile) else None,
+            base_dir=kubeconfig.local.path.parent if kubeconfig.local is not None else None,
         )
         kube = KubeClient(access, pool_size=self._settings.max_parallel_writes)
+        connection = Connection(config, kube, kubeconfig, credential_of(access))
         with self._lock:
-            self._built.append(kube)
+            earlier = self._built.pop(config.name, None)
+            self._built[config.name] = connection
+        if earlier is not None:
+            earlier.kube.close()
         return kube
 
-    def close(self) -> None:
+    def credential(self, name: str) -> Credential | None:
+        """The credential of cluster ``name``, once it is connected."""
         with self._lock:
-            built, self._built = self._built, []
-        for kube in built:
-            kube.close()
+            connection = self._built.get(name)
+        return connection.credential if connection is not None else None
+
+    def connected(self) -> list[Connection]:
+        """Every cluster connected so far, in the order they connected."""
+        with self._lock:
+            return list(self._built.values())
+
+    def close(self) -> None:
+        """Release the pooled connections of every client built."""
+        with self._lock:
+            built, self._built = list(self._built.values()), {}
+        for connection in built:
+            connection.kube.close()
 
 
 def _needs_secret_manager(settings: Settings) -> bool:
@@ -67,7 +104,7 @@ def _needs_secret_manager(settings: Settings) -> bool:
     return any(isinstance(source, SecretManagerRef) for source in sources)
 
 
-def secret_reader(settings: Settings) -> SecretReader | None:
+def secret_reader(settings: Settings) -> SecretManager | None:
     """A Secret Manager client with application default credentials, if any setting names a secret."""
     if not _needs_secret_manager(settings):
         return None
@@ -116,10 +153,13 @@ def connect(settings: Settings, *, with_registry: bool = True) -> Clients:
     """Read the secrets the call needs and prepare the clients; clusters are connected inside the operation."""
     reader = secret_reader(settings)
     configs = clusters_of(settings, reader)
-    connections = _Connections(settings, reader)
-    targets = [Target(config, partial(connections.connect, config)) for config in configs]
+    connections = Connections(settings, reader)
+    targets = [
+        Target(config, partial(connections.connect, config), partial(connections.credential, config.name))
+        for config in configs
+    ]
     if not with_registry:
-        return Clients(crusoe=None, targets=targets, closers=[connections.close])
+        return Clients(None, targets, [connections.close], connections, reader)
     credentials = load_credentials(settings.credentials, reader)
     crusoe = CrusoeClient(settings.api_endpoint, credentials, requests.Session())
-    return Clients(crusoe=crusoe, targets=targets, closers=[connections.close, crusoe.close])
+    return Clients(crusoe, targets, [connections.close, crusoe.close], connections, reader)

@@ -31,6 +31,11 @@ DEFAULT_TOKEN_HOURS: Final = 12
 DEFAULT_KEEP_PREVIOUS: Final = 1
 DEFAULT_MAX_PARALLEL_WRITES: Final = 16
 DEFAULT_INVOKER_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
+#: The kubeconfig's own credential lives for months (90 days from make kubeconfig), so its margin is days, not
+#: the registry token's hours: a week leaves a person (or RENEW_KUBECONFIG) many scheduled runs to act.
+DEFAULT_CREDENTIAL_WARNING_HOURS: Final = 168
+DEFAULT_RENEW_TOKEN_HOURS: Final = 2160  # 90 days, as make kubeconfig
+DEFAULT_RENEW_GRACE_HOURS: Final = 24
 
 #: Every environment variable the function reads, so tests and tools can clear a developer's shell of them.
 VARIABLES: Final = (
@@ -68,6 +73,10 @@ VARIABLES: Final = (
     "MAX_PARALLEL_CLUSTERS",
     "EVENTS",
     "RUN_DEADLINE_SECONDS",
+    "CREDENTIAL_WARNING_HOURS",
+    "RENEW_KUBECONFIG",
+    "RENEW_TOKEN_HOURS",
+    "RENEW_GRACE_HOURS",
 )
 #: The variables that describe the one cluster of the shorthand; CLUSTERS (or CLUSTERS_SECRET) replaces them all.
 SINGLE_CLUSTER_VARIABLES: Final = (
@@ -173,6 +182,18 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """RENEW_KUBECONFIG=true: renew the kubeconfig's ServiceAccount token inside CREDENTIAL_WARNING_HOURS.
+
+    ``token_lifetime`` is what the TokenRequest asks for (the API server may grant less); older ENABLED
+    versions of the kubeconfig secret are disabled once the version in use is ``grace`` old.
+    """
+
+    token_lifetime: timedelta
+    grace: timedelta
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a rotation needs to know, validated.
 
@@ -199,6 +220,8 @@ class Settings:
     log_level: str
     invokers: InvokerPolicy | None = None  # None: Google's front door (the invoker IAM role) decides
     events: str = "all"
+    credential_warning: timedelta = timedelta(hours=DEFAULT_CREDENTIAL_WARNING_HOURS)
+    renewal: Renewal | None = None  # None: the kubeconfig is renewed by hand (make kubeconfig)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -206,6 +229,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     reader = _Reader(env)
     token_hours = reader.limited("TOKEN_EXPIRATION_HOURS", DEFAULT_TOKEN_HOURS)
     clusters, clusters_secret = reader.clusters()
+    credential_warning = timedelta(hours=reader.limited("CREDENTIAL_WARNING_HOURS", DEFAULT_CREDENTIAL_WARNING_HOURS))
     settings = Settings(
         credentials=reader.credentials(),
         api_endpoint=reader.api_endpoint(),
@@ -227,6 +251,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=reader.log_level(),
         invokers=reader.invokers(),
         events=reader.choice("EVENTS", tuple(LIMITS["events"])),
+        credential_warning=credential_warning,
+        renewal=reader.renewal(clusters, credential_warning),
     )
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -400,6 +426,29 @@ class _Reader:
             )
         return timedelta(hours=hours)
 
+    def renewal(self, clusters: tuple[ClusterConfig, ...], credential_warning: timedelta) -> Renewal | None:
+        """RENEW_KUBECONFIG and its two settings; only for kubeconfigs read from Secret Manager as ``latest``."""
+        enabled = self.choice("RENEW_KUBECONFIG", ("false", "true")) == "true"
+        token_hours = self.limited("RENEW_TOKEN_HOURS", DEFAULT_RENEW_TOKEN_HOURS)
+        grace_hours = self.limited("RENEW_GRACE_HOURS", DEFAULT_RENEW_GRACE_HOURS)
+        if not enabled:
+            for name in ("RENEW_TOKEN_HOURS", "RENEW_GRACE_HOURS"):
+                if self.optional(name) is not None:
+                    self.problems[name] = "is used only with RENEW_KUBECONFIG=true"
+            return None
+        if timedelta(hours=token_hours) <= credential_warning:
+            self.problems["RENEW_TOKEN_HOURS"] = (
+                f"must be more than CREDENTIAL_WARNING_HOURS ({credential_warning.total_seconds() / 3600:g}), "
+                "or a renewed token would be at risk at once"
+            )
+        unrenewable = [c.name for c in clusters if not renewable(c.kubeconfig)]
+        if unrenewable:
+            self.problems["RENEW_KUBECONFIG"] = (
+                "needs every kubeconfig in Secret Manager, read as versions/latest (KUBECONFIG_SECRET or CLUSTERS "
+                f"kubeconfig_secret), so the next run reads the renewed one; not so: {', '.join(unrenewable)}"
+            )
+        return Renewal(timedelta(hours=token_hours), timedelta(hours=grace_hours))
+
     def alias_prefix(self) -> str:
         found = self.first("TOKEN_ALIAS_PREFIX", "TOKEN_ALIAS")
         if found is None:
@@ -474,6 +523,11 @@ class _Reader:
             self.problems["INVOKER_AUDIENCE"] = f"must be an https URL (the function's URL), got {audience!r}"
         certs = self.url("INVOKER_CERTS_URL", certs_url or DEFAULT_INVOKER_CERTS_URL)
         return InvokerPolicy(frozenset(e.lower() for e in allowed), audience, certs)
+
+
+def renewable(source: KubeconfigSource) -> bool:
+    """A kubeconfig the function can renew: a Secret Manager secret it reads as ``latest``."""
+    return isinstance(source, SecretManagerRef) and source.version_name.endswith("/versions/latest")
 
 
 def check_secret_key(value: str, report: Callable[[str], None]) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from rotator import logs
 from rotator.config import ClusterConfig, Settings
+from rotator.credential import Credential
 from rotator.dockerconfig import require_compatible
 from rotator.errors import BadRequestError, RotatorError
 from rotator.selection import NamespaceInfo, resolve
@@ -79,12 +80,20 @@ class Cluster(Protocol):
         ...
 
 
+def _unknown_credential() -> Credential | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Target:
-    """One configured cluster, and how to connect to it (called inside the operation, in a worker)."""
+    """One configured cluster, and how to connect to it (called inside the operation, in a worker).
+
+    ``credential`` tells, once connected, what the kubeconfig authenticates with and when that expires.
+    """
 
     config: ClusterConfig
     connect: Callable[[], Cluster]
+    credential: Callable[[], Credential | None] = _unknown_credential
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from rotator.clients import Clients, connect
 from rotator.config import Settings, load_settings, log_level_from
 from rotator.errors import BadRequestError, RotatorError, http_status
 from rotator.fleet import alias_prefix_for, choose
+from rotator.renewal import renew_credentials
 from rotator.requests_guard import RequestGuard
 from rotator.rotation import plan, rotate
 from rotator.status import status
@@ -154,7 +155,12 @@ def _perform(operation: Operation, run: RunRequest, settings: Settings, clients:
         return _failed(RotatorError("no Crusoe API client was built for the rotation"))
     run_operation = plan if operation == "plan" else rotate
     report = run_operation(scoped, clients.crusoe, targets)
-    return _answer(report.to_json(), report.http_status())
+    body = report.to_json()
+    if operation == "rotate" and settings.renewal is not None and clients.connections and clients.store:
+        proven = {cluster.name for cluster in report.clusters if cluster.status == "ok"}
+        renewed = renew_credentials(settings, clients.connections.connected(), clients.store, proven=proven)
+        body["credentials"] = [result.to_json() for result in renewed]
+    return _answer(body, report.http_status())
 
 
 def default_handler() -> Handler:

@@ -32,7 +32,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -47,6 +47,7 @@ from rotator.bounded import CallDeadline, read_capped, watch_pools
 from rotator.errors import KubeconfigError, KubeError, NamespaceGoneError, RotatorError
 from rotator.kubeconfig import ClusterAccess
 from rotator.retry import Backoff, call_with_retries, parse_retry_after
+from rotator.secret import SecretStr
 from rotator.selection import NamespaceInfo
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ _NAMESPACES_PATH: Final = "/api/v1/namespaces"
 _ACCOUNTS_PATH: Final = "/api/v1/namespaces/{namespace}/serviceaccounts"
 _ACCOUNT_PATH: Final = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
 _EVENTS_PATH: Final = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+_TOKEN_PATH: Final = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
 _RETRY_STATUSES: Final = frozenset(
     {
         HTTPStatus.TOO_MANY_REQUESTS,
@@ -239,6 +241,28 @@ class KubeClient:
         with CallDeadline(sum(TIMEOUT)):
             response = self._call(_EVENTS_PATH, {"namespace": namespace}, request)
             self._answer("record an event", response, f"in namespace {namespace!r}")
+
+    def request_token(self, namespace: str, name: str, *, audiences: Sequence[str], seconds: int) -> SecretStr:
+        """A new bound token for a service account (TokenRequest); tokens issued before stay valid until they expire.
+
+        A retried request may issue one token more than it returns, which is harmless: nothing holds it.
+        """
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": list(audiences), "expirationSeconds": seconds},
+        }
+        answer = self._write(
+            _TOKEN_PATH,
+            {"namespace": namespace, "name": name},
+            f"serviceaccounts/token of {name!r} in namespace {namespace!r}",
+            Request(method="POST", body=body, content_type="application/json"),
+        )
+        status = answer.get("status")
+        token = status.get("token") if isinstance(status, dict) else None
+        if not isinstance(token, str) or not token:
+            raise KubeError("the API server's TokenRequest answer holds no token", status=None, retryable=False)
+        return SecretStr(token)
 
     def _read(self, path: str, params: dict[str, str], what: str) -> dict[str, Any] | None:
         def attempt(_: int) -> dict[str, Any] | None:

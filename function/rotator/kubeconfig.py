@@ -83,6 +83,26 @@ def parse_kubeconfig(text: SecretStr, *, context: str | None, base_dir: Path | N
     )
 
 
+def with_token(text: SecretStr, *, context: str | None, token: SecretStr) -> SecretStr:
+    """The same kubeconfig with the chosen context's user authenticating with ``token`` (a renewed one).
+
+    Everything else (clusters, CA, other users and contexts) is kept; a ``tokenFile`` of that user is dropped,
+    since the token is now embedded.
+    """
+    document = _load(text)
+    name = context or document.get("current-context")
+    if not name:
+        raise KubeconfigError("the kubeconfig has no current-context: set KUBE_CONTEXT to one of its contexts")
+    user_name = str(_named(document, "contexts", "context", str(name)).get("user", ""))
+    _named(document, "users", "user", user_name)  # raises naming the user when it is not there
+    for entry in document["users"]:
+        if isinstance(entry, dict) and entry.get("name") == user_name and isinstance(entry.get("user"), dict):
+            kept = {key: value for key, value in entry["user"].items() if key != "tokenFile"}
+            entry["user"] = kept | {"token": token.reveal()}
+            break
+    return SecretStr(yaml.safe_dump(document, sort_keys=False))
+
+
 _ENCRYPTED_KEY: Final = re.compile(r"BEGIN ENCRYPTED PRIVATE KEY|Proc-Type:\s*4,\s*ENCRYPTED")
 
 

@@ -19,6 +19,10 @@ Objects: one ServiceAccount (in its own namespace, which must exist), then eithe
 - with ``--all-namespaces`` (namespaces chosen by glob, ``*`` or label selector, including ones that do not
   exist yet): one ClusterRole with the same rules plus ``list`` on namespaces, and one ClusterRoleBinding.
   The secret verbs stay narrowed to the one secret name, but in every namespace of the cluster.
+
+With ``--self-renewal`` (the function's RENEW_KUBECONFIG), also a Role and RoleBinding named
+``<account>-self-renewal`` in the ServiceAccount's own namespace: ``create`` on ``serviceaccounts/token``
+narrowed to the account's own name, so the function can renew its own token and no other.
 """
 
 from __future__ import annotations
@@ -62,9 +66,9 @@ def _check_subdomain(value: str, what: str) -> None:
         raise ValueError(f"{what} {value!r} is not a valid Kubernetes name (DNS-1123 subdomain)")
 
 
-def _active(service_accounts: list[str], *, all_namespaces: bool) -> set[str]:
+def _active(service_accounts: list[str], *, all_namespaces: bool, self_renewal: bool = False) -> set[str]:
     """The ``when`` values of rules.json granted in this mode."""
-    active = {"always"}
+    active = {"always", "self_renewal"} if self_renewal else {"always"}
     if service_accounts:
         active.add("all_service_accounts" if "*" in service_accounts else "named_service_accounts")
     if all_namespaces:
@@ -78,11 +82,12 @@ def policy_rules(
     *,
     service_accounts: list[str] | None = None,
     active: set[str] | None = None,
+    own_name: str = DEFAULT_SERVICE_ACCOUNT_NAME,
 ) -> list[dict[str, Any]]:
     """Return the rules granted in mode ``active`` for ``secret_name`` as Kubernetes PolicyRule dicts."""
     source = load_rules()["rules"] if rules is None else rules
     modes = active if active is not None else {"always"}
-    names = {"secret_name": [secret_name], "service_accounts": list(service_accounts or [])}
+    names = {"secret_name": [secret_name], "service_accounts": list(service_accounts or []), "own_name": [own_name]}
     out: list[dict[str, Any]] = []
     for rule in source:
         if rule["when"] not in modes:
@@ -106,8 +111,12 @@ def render(
     *,
     service_accounts: list[str] | None = None,
     all_namespaces: bool = False,
+    self_renewal: bool = False,
 ) -> list[dict[str, Any]]:
     """Return the ServiceAccount, then a Role and RoleBinding per namespace (or one ClusterRole and binding).
+
+    ``self_renewal`` adds a Role and RoleBinding in the account's own namespace that let it request tokens for
+    itself (TokenRequest), for RENEW_KUBECONFIG.
 
     ``all_namespaces`` is the mode for namespaces chosen by glob, ``*`` or label selector. Namespaces are
     de-duplicated keeping their order. Raises ``ValueError`` on an empty namespace list (without
@@ -130,8 +139,9 @@ def render(
 
     data = load_rules()
     labels: dict[str, str] = dict(data["labels"])
-    active = _active(accounts, all_namespaces=all_namespaces)
+    active = _active(accounts, all_namespaces=all_namespaces, self_renewal=self_renewal)
     rules = policy_rules(secret_name, data["rules"], service_accounts=accounts, active=active)
+    own = policy_rules(secret_name, data["own_namespace_rules"], active=active, own_name=service_account_name)
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -141,13 +151,14 @@ def render(
         "automountServiceAccountToken": False,
     }
     subject = {"kind": "ServiceAccount", "name": service_account_name, "namespace": service_account_namespace}
+    renewal = _bound("", service_account_namespace, own, labels, subject, suffix="-self-renewal") if own else []
     if all_namespaces:
         cluster_rules = policy_rules(secret_name, data["cluster_rules"], active=active)
-        return [account, *_bound("Cluster", None, rules + cluster_rules, labels, subject)]
+        return [account, *_bound("Cluster", None, rules + cluster_rules, labels, subject), *renewal]
     objects: list[dict[str, Any]] = [account]
     for ns in targets:
         objects += _bound("", ns, rules, labels, subject)
-    return objects
+    return objects + renewal
 
 
 def _bound(
@@ -156,11 +167,13 @@ def _bound(
     rules: list[dict[str, Any]],
     labels: dict[str, str],
     subject: dict[str, str],
+    *,
+    suffix: str = "",
 ) -> list[dict[str, Any]]:
     """A (Cluster)Role granting ``rules`` and the (Cluster)RoleBinding that gives it to the account."""
 
     def metadata() -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": subject["name"], "labels": dict(labels)}
+        meta: dict[str, Any] = {"name": subject["name"] + suffix, "labels": dict(labels)}
         if namespace is not None:
             meta["namespace"] = namespace
         return meta
@@ -170,7 +183,7 @@ def _bound(
         name = f"{subject['name']}-{subject['namespace']}"
         role_meta, binding_meta = {**metadata(), "name": name}, {**metadata(), "name": name}
     else:
-        name, role_meta, binding_meta = subject["name"], metadata(), metadata()
+        name, role_meta, binding_meta = subject["name"] + suffix, metadata(), metadata()
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": f"{scope}Role",
@@ -206,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="PATCH_SERVICE_ACCOUNTS: comma-separated names, or '*' for every service account",
     )
+    parser.add_argument(
+        "--self-renewal",
+        action="store_true",
+        help="RENEW_KUBECONFIG: let the account request tokens for itself (a Role in its own namespace)",
+    )
     parser.add_argument("--secret-name", default=DEFAULT_SECRET_NAME, help="the pull secret's name")
     parser.add_argument(
         "--service-account-namespace",
@@ -226,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             args.service_account_name,
             service_accounts=[a.strip() for a in args.service_accounts.split(",") if a.strip()],
             all_namespaces=args.all_namespaces,
+            self_renewal=args.self_renewal,
         )
     except ValueError as exc:
         parser.error(str(exc))

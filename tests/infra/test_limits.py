@@ -22,12 +22,14 @@ LIMITS_FILE = ROOT / "function" / "rotator" / "limits.json"
 
 #: limits.json key -> the environment variable the function reads it for.
 NUMERIC = {
+    "credential_warning_hours": "CREDENTIAL_WARNING_HOURS",
     "keep_previous_tokens": "KEEP_PREVIOUS_TOKENS",
     "max_parallel_writes": "MAX_PARALLEL_WRITES",
     "token_expiration_hours": "TOKEN_EXPIRATION_HOURS",
 }
 #: limits.json keys the Terraform module validates (max_parallel_writes is not one of its inputs).
 SHARED = (
+    "credential_warning_hours",
     "keep_previous_tokens",
     "token_expiration_hours",
     "token_alias_prefix",

@@ -164,3 +164,50 @@ def test_render_cli_rejects_empty_namespaces():
     )
     assert proc.returncode == 2
     assert "namespace" in proc.stderr
+
+
+def test_render_self_renewal_is_off_by_default():
+    assert not [o for o in _objects() if o["metadata"]["name"].endswith("-self-renewal")]
+
+
+@pytest.mark.parametrize("all_namespaces", [False, True])
+def test_render_self_renewal_lets_the_account_request_tokens_for_itself_only_in_its_own_namespace(all_namespaces):
+    objects = render_mod.render(
+        ["team-a"],
+        "crusoe-image-pull-secrets",
+        "crusoe-system",
+        "ccr-pull-secret-rotator",
+        all_namespaces=all_namespaces,
+        self_renewal=True,
+    )
+    role, binding = [o for o in objects if o["metadata"]["name"] == "ccr-pull-secret-rotator-self-renewal"]
+    assert (role["kind"], role["metadata"]["namespace"]) == ("Role", "crusoe-system")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "verbs": ["create"],
+            "resourceNames": ["ccr-pull-secret-rotator"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ccr-pull-secret-rotator", "namespace": "crusoe-system"}
+    ]
+    others = [o for o in objects if o not in (role, binding) and o["kind"] != "ServiceAccount"]
+    assert all("serviceaccounts/token" not in r["resources"] for o in others for r in o.get("rules", []))
+
+
+def test_render_cli_self_renewal_flag():
+    done = subprocess.run(
+        [sys.executable, str(RENDER_PY), "--namespaces", "team-a", "--self-renewal"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(done.stdout)]
+    assert names.count("ccr-pull-secret-rotator-self-renewal") == 2

@@ -113,7 +113,11 @@ def test_no_broad_roles_and_nothing_public(directory):
         assert not any(public in members for public in PUBLIC_MEMBERS), (rtype, name)
         role = _unquote(body.get("role", ""))
         assert role not in BROAD_ROLES, (rtype, name)
-        if rtype.startswith("google_project_iam"):
+        if rtype == "google_project_iam_custom_role":
+            # A role definition, not a grant: kubeconfig renewal's list and disable, bound on one secret only.
+            permissions = sorted(_unquote(p) for p in body["permissions"])
+            assert permissions == ["secretmanager.versions.disable", "secretmanager.versions.list"]
+        elif rtype.startswith("google_project_iam"):
             # Project-level grants: Cloud Build's log writer, and object read conditioned on Google's one
             # gcf-v2-sources bucket. Never secret access, never an unconditioned storage role.
             assert (rtype, name, role) in {

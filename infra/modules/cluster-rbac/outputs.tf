@@ -17,3 +17,8 @@ output "cluster_role_name" {
   description = "Name of the ClusterRole (and its binding) when all_namespaces is set, else null."
   value       = var.all_namespaces ? kubernetes_cluster_role_v1.this[0].metadata[0].name : null
 }
+
+output "self_renewal_role_name" {
+  description = "Name of the Role (and its binding) in the ServiceAccount's namespace that lets it renew its own token, or null without self_renewal."
+  value       = var.self_renewal ? kubernetes_role_v1.self_renewal[0].metadata[0].name : null
+}

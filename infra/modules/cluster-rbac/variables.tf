@@ -12,6 +12,13 @@ variable "all_namespaces" {
   nullable    = false
 }
 
+variable "self_renewal" {
+  description = "OPT-IN, default false: set together with the rotator module's kubeconfig_renewal.enable (the function's RENEW_KUBECONFIG). Adds a Role and RoleBinding <service_account.name>-self-renewal in the ServiceAccount's own namespace granting create on serviceaccounts/token narrowed to its own name: the function can renew its own token (TokenRequest) and no other account's."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "namespaces" {
   description = "Target namespaces: in each one a Role and a RoleBinding let the rotator write the pull secret. The namespaces must exist. Ignored (may be empty) with all_namespaces."
   type        = list(string)

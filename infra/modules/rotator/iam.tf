@@ -1,5 +1,6 @@
 # Three identities, one job each:
-# - runtime: what the function runs as; may only read the two secrets (secret-level bindings in secrets.tf);
+# - runtime: what the function runs as; may only read the two secrets (secret-level bindings in secrets.tf), and with
+#   kubeconfig_renewal add, list and disable versions of the kubeconfig secret;
 # - invoker: what Cloud Scheduler signs its OIDC token as; may only invoke this one Cloud Run service;
 # - build:   what Cloud Build builds the function's image as (build.tf).
 resource "google_service_account" "runtime" {
@@ -83,5 +84,7 @@ resource "time_sleep" "iam_propagation" {
     google_project_iam_member.build_gcf_sources_reader,
     google_storage_bucket_iam_member.build_source_reader,
     google_secret_manager_secret_iam_member.runtime_accessor,
+    google_secret_manager_secret_iam_member.runtime_kubeconfig_adder,
+    google_secret_manager_secret_iam_member.runtime_kubeconfig_pruner,
   ]
 }

@@ -45,6 +45,7 @@ locals {
     {
       CRUSOE_API_ENDPOINT       = var.config.crusoe_api_endpoint
       CRUSOE_CREDENTIALS_SECRET = local.secret_versions.crusoe_credentials
+      CREDENTIAL_WARNING_HOURS  = tostring(var.config.credential_warning_hours)
       GOOGLE_CLOUD_PROJECT      = var.project_id # lets log lines carry the request's trace
       KEEP_PREVIOUS_TOKENS      = tostring(var.config.keep_previous_tokens)
       KUBECONFIG_SECRET         = local.secret_versions.kubeconfig
@@ -59,6 +60,11 @@ locals {
       TOKEN_EXPIRATION_HOURS    = tostring(var.config.token_expiration_hours)
     },
     var.config.kube_context == null ? {} : { KUBE_CONTEXT = var.config.kube_context },
+    !var.kubeconfig_renewal.enable ? {} : {
+      RENEW_KUBECONFIG  = "true"
+      RENEW_TOKEN_HOURS = tostring(var.kubeconfig_renewal.token_hours)
+      RENEW_GRACE_HOURS = tostring(var.kubeconfig_renewal.grace_hours)
+    },
   )
 }
 

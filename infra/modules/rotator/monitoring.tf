@@ -2,7 +2,9 @@
 # - event = "rotation_summary": one per run; status ("ok"|"failed"), dry_run, namespaces_failed, revoked_count,
 #   duration_ms;
 # - event = "cluster_summary": one per cluster and run; cluster, status, namespaces_failed, earliest_expiry_seconds;
-# - event = "status_summary": one per GET; earliest_expiry_seconds, at_risk.
+# - event = "status_summary": one per GET; earliest_expiry_seconds, credential_expiry_seconds (the earliest expiry of
+#   the kubeconfigs' own credentials), at_risk;
+# - event = "credential_renewal": one per cluster and run with kubeconfig_renewal; cluster, result, version, disabled.
 # See docs/operations.md for what each alert means and what to do.
 locals {
   monitoring = var.monitoring.enable
@@ -15,6 +17,11 @@ locals {
   run_lines    = "${local.log_source} AND jsonPayload.event=\"rotation_summary\""
   cluster_line = "${local.log_source} AND jsonPayload.event=\"cluster_summary\""
   expiry_lines = "${local.log_source} AND (jsonPayload.event=\"cluster_summary\" OR jsonPayload.event=\"status_summary\")"
+  status_lines = "${local.log_source} AND jsonPayload.event=\"status_summary\""
+  renewal_line = "${local.log_source} AND jsonPayload.event=\"credential_renewal\""
+
+  # The kubeconfig credential's margin is the function's CREDENTIAL_WARNING_HOURS (config.credential_warning_hours).
+  credential_warning_seconds = var.config.credential_warning_hours * 3600
 
   # Log-based metrics: counters count matching lines, distributions take a number from each.
   metrics = {
@@ -66,6 +73,30 @@ locals {
       labels      = tomap({ cluster = "jsonPayload.cluster" })
       # Hourly steps where it matters (the last day), then days, up to 90 days.
       buckets = [for h in [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 36, 48, 72, 96, 168, 336, 720, 1440, 2160] : h * 3600]
+    }
+    credential_expiry = {
+      description = "Seconds until the earliest expiry of the kubeconfigs' own credentials (ServiceAccount token or client certificate), at every status call."
+      filter      = local.status_lines
+      value       = "jsonPayload.credential_expiry_seconds"
+      unit        = "s"
+      labels      = tomap({})
+      buckets     = [for h in [0, 1, 6, 12, 24, 48, 72, 120, 168, 336, 720, 1440, 2160, 4320, 8760] : h * 3600]
+    }
+    credential_at_risk = {
+      description = "Status lines whose earliest kubeconfig credential expiry is inside CREDENTIAL_WARNING_HOURS."
+      filter      = "${local.status_lines} AND jsonPayload.credential_expiry_seconds < ${local.credential_warning_seconds}"
+      value       = null
+      unit        = "1"
+      labels      = tomap({})
+      buckets     = null
+    }
+    renewals = {
+      description = "Per cluster: kubeconfig renewal results (renewed, not-due, not-renewable, failed)."
+      filter      = local.renewal_line
+      value       = null
+      unit        = "1"
+      labels      = tomap({ cluster = "jsonPayload.cluster", result = "jsonPayload.result" })
+      buckets     = null
     }
     expiry_at_risk = {
       description = "Summary lines whose earliest token expiry is inside the warning margin."
@@ -150,11 +181,30 @@ locals {
       group_by     = ["metric.label.cluster"]
       content      = "A cluster's earliest pull-secret token expires within ${local.expiry_warning_seconds / 3600} hours: image pulls fail when it does. Runbook: docs/operations.md#a-token-is-close-to-expiry"
     }
+    credential_expiry = {
+      display_name = "${var.name}: the rotator's kubeconfig credential expires within ${var.config.credential_warning_hours} h"
+      filter       = "metric.type=\"${try(local.metric_types.credential_at_risk, "")}\" AND resource.type=\"cloud_run_revision\""
+      absent       = false
+      duration     = "0s"
+      group_by     = []
+      content      = "The ServiceAccount token or client certificate in a cluster's kubeconfig secret expires within ${var.config.credential_warning_hours} hours: every rotation of that cluster fails when it does. The status answer names it as <cluster>/credential. Runbook: docs/operations.md#the-rotators-kubeconfig-credential-is-close-to-expiry"
+    }
   }
+  # Only with kubeconfig_renewal: a renewal that failed (the credential alert follows if it keeps failing).
+  renewal_alerts = var.kubeconfig_renewal.enable ? {
+    renewal_failed = {
+      display_name = "${var.name}: renewing the kubeconfig credential failed"
+      filter       = "metric.type=\"${try(local.metric_types.renewals, "")}\" AND resource.type=\"cloud_run_revision\" AND metric.label.result=\"failed\""
+      absent       = false
+      duration     = "0s"
+      group_by     = ["metric.label.cluster"]
+      content      = "The function could not renew its own kubeconfig token (TokenRequest or Secret Manager refused, or the credential is not renewable). Read the credential_renewal line's detail. Runbook: docs/operations.md#renewing-the-kubeconfig-failed"
+    }
+  } : {}
 }
 
 resource "google_monitoring_alert_policy" "logs" {
-  for_each = { for key, alert in local.log_alerts : key => alert if local.monitoring }
+  for_each = { for key, alert in merge(local.log_alerts, local.renewal_alerts) : key => alert if local.monitoring }
 
   project               = var.project_id
   display_name          = each.value.display_name

@@ -63,3 +63,39 @@ resource "google_secret_manager_secret_version" "this" {
   secret_data_wo         = each.key == "kubeconfig" ? var.secret_values.kubeconfig : var.secret_values.crusoe_credentials
   secret_data_wo_version = var.secret_values_version
 }
+
+# OPT-IN (kubeconfig_renewal.enable): the runtime account may add versions to the kubeconfig secret, and list and
+# disable its versions, on that one secret only. secretVersionAdder holds versions.add alone; no predefined role
+# holds list and disable without also destroy (secretVersionManager) or access to every secret, so those two come
+# from a custom role, still bound on the one secret.
+resource "google_secret_manager_secret_iam_member" "runtime_kubeconfig_adder" {
+  count = var.kubeconfig_renewal.enable ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.secrets.create ? google_secret_manager_secret.this["kubeconfig"].secret_id : local.secret_ids.kubeconfig
+  role      = "roles/secretmanager.secretVersionAdder"
+  member    = google_service_account.runtime.member
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_project_iam_custom_role" "kubeconfig_pruner" {
+  count = var.kubeconfig_renewal.enable ? 1 : 0
+
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_kubeconfig_pruner"
+  title       = "${var.name} kubeconfig version pruner"
+  description = "Lists and disables (never destroys) versions; bound only on the ${var.name} kubeconfig secret."
+  permissions = ["secretmanager.versions.disable", "secretmanager.versions.list"]
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_secret_manager_secret_iam_member" "runtime_kubeconfig_pruner" {
+  count = var.kubeconfig_renewal.enable ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.secrets.create ? google_secret_manager_secret.this["kubeconfig"].secret_id : local.secret_ids.kubeconfig
+  role      = google_project_iam_custom_role.kubeconfig_pruner[0].name
+  member    = google_service_account.runtime.member
+}

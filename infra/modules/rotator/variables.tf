@@ -8,18 +8,19 @@ variable "apis" {
 }
 
 variable "config" {
-  description = "The function's configuration, passed as environment variables (see the function's README): registry URL and username, target namespaces and secret name, token lifetime, alias prefix, number of previous tokens kept, Crusoe API endpoint, kube context, log level."
+  description = "The function's configuration, passed as environment variables (see the function's README): registry URL and username, target namespaces and secret name, token lifetime, alias prefix, number of previous tokens kept, Crusoe API endpoint, kube context, log level, and credential_warning_hours (CREDENTIAL_WARNING_HOURS, default 168 = 7 days): how long before the kubeconfig's own ServiceAccount token or client certificate expires the status answer turns 503 and the credential alert fires."
   type = object({
-    crusoe_api_endpoint    = optional(string, "https://api.cloud.crusoe.ai/v1alpha5")
-    keep_previous_tokens   = optional(number, 1)
-    kube_context           = optional(string)
-    log_level              = optional(string, "INFO")
-    registry_url           = string
-    registry_username      = string
-    target_namespaces      = list(string)
-    target_secret_name     = optional(string, "crusoe-image-pull-secrets")
-    token_alias_prefix     = optional(string, "ccr-rotator")
-    token_expiration_hours = optional(number, 12)
+    crusoe_api_endpoint      = optional(string, "https://api.cloud.crusoe.ai/v1alpha5")
+    credential_warning_hours = optional(number, 168)
+    keep_previous_tokens     = optional(number, 1)
+    kube_context             = optional(string)
+    log_level                = optional(string, "INFO")
+    registry_url             = string
+    registry_username        = string
+    target_namespaces        = list(string)
+    target_secret_name       = optional(string, "crusoe-image-pull-secrets")
+    token_alias_prefix       = optional(string, "ccr-rotator")
+    token_expiration_hours   = optional(number, 12)
   })
   nullable = false
 
@@ -36,6 +37,10 @@ variable "config" {
   validation {
     condition     = var.config.token_expiration_hours >= local.limits.token_expiration_hours.min && var.config.token_expiration_hours <= local.limits.token_expiration_hours.max && floor(var.config.token_expiration_hours) == var.config.token_expiration_hours
     error_message = "config.token_expiration_hours must be a whole number of hours from ${local.limits.token_expiration_hours.min} to ${local.limits.token_expiration_hours.max}; keep it longer than the schedule's interval."
+  }
+  validation {
+    condition     = var.config.credential_warning_hours >= local.limits.credential_warning_hours.min && var.config.credential_warning_hours <= local.limits.credential_warning_hours.max && floor(var.config.credential_warning_hours) == var.config.credential_warning_hours
+    error_message = "config.credential_warning_hours must be a whole number of hours from ${local.limits.credential_warning_hours.min} to ${local.limits.credential_warning_hours.max}."
   }
   validation {
     condition     = var.config.keep_previous_tokens >= local.limits.keep_previous_tokens.min && var.config.keep_previous_tokens <= local.limits.keep_previous_tokens.max && floor(var.config.keep_previous_tokens) == var.config.keep_previous_tokens
@@ -350,5 +355,29 @@ variable "build" {
   validation {
     condition     = var.build.iam_wait_seconds >= 0 && var.build.iam_wait_seconds <= 600
     error_message = "build.iam_wait_seconds must be between 0 and 600."
+  }
+}
+
+variable "kubeconfig_renewal" {
+  description = "OPT-IN, default off: the function renews its own kubeconfig (RENEW_KUBECONFIG). When the ServiceAccount token in the kubeconfig secret expires within config.credential_warning_hours, a rotation run requests a fresh token of token_hours for that same ServiceAccount (TokenRequest; give the account the right with the cluster-rbac module's self_renewal = true) and adds the kubeconfig with it as a new version of the kubeconfig secret; older ENABLED versions are disabled (never destroyed) once the version in use has rotated cleanly and is grace_hours old. Grants the runtime account, on the kubeconfig secret only: roles/secretmanager.secretVersionAdder and a custom role with secretmanager.versions.list and secretmanager.versions.disable. Needs secrets.version = \"latest\"."
+  type = object({
+    enable      = optional(bool, false)
+    token_hours = optional(number, 2160)
+    grace_hours = optional(number, 24)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.kubeconfig_renewal.token_hours >= local.limits.renew_token_hours.min && var.kubeconfig_renewal.token_hours <= local.limits.renew_token_hours.max && floor(var.kubeconfig_renewal.token_hours) == var.kubeconfig_renewal.token_hours && var.kubeconfig_renewal.token_hours > var.config.credential_warning_hours
+    error_message = "kubeconfig_renewal.token_hours must be a whole number of hours from ${local.limits.renew_token_hours.min} to ${local.limits.renew_token_hours.max}, and more than config.credential_warning_hours (or a renewed token would be at risk at once)."
+  }
+  validation {
+    condition     = var.kubeconfig_renewal.grace_hours >= local.limits.renew_grace_hours.min && var.kubeconfig_renewal.grace_hours <= local.limits.renew_grace_hours.max && floor(var.kubeconfig_renewal.grace_hours) == var.kubeconfig_renewal.grace_hours
+    error_message = "kubeconfig_renewal.grace_hours must be a whole number of hours from ${local.limits.renew_grace_hours.min} to ${local.limits.renew_grace_hours.max}."
+  }
+  validation {
+    condition     = !var.kubeconfig_renewal.enable || var.secrets.version == "latest"
+    error_message = "kubeconfig_renewal needs secrets.version = \"latest\": the function must read the version it adds."
   }
 }

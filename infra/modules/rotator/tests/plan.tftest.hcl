@@ -252,8 +252,8 @@ run "monitoring_alerts_uptime_and_dashboard" {
   }
 
   assert {
-    condition     = toset(keys(google_monitoring_alert_policy.logs)) == toset(["rotation_failed", "no_success", "token_expiry"]) && length(google_monitoring_alert_policy.status_unhealthy) == 1
-    error_message = "Alerts: a rotation failed, no success for a while, a token close to expiry, an unhealthy status answer."
+    condition     = toset(keys(google_monitoring_alert_policy.logs)) == toset(["rotation_failed", "no_success", "token_expiry", "credential_expiry"]) && length(google_monitoring_alert_policy.status_unhealthy) == 1
+    error_message = "Alerts: a rotation failed, no success for a while, a token close to expiry, the kubeconfig credential close to expiry, an unhealthy status answer."
   }
   assert {
     condition     = alltrue([for p in concat(values(google_monitoring_alert_policy.logs), google_monitoring_alert_policy.status_unhealthy) : p.notification_channels == tolist(["projects/my-project/notificationChannels/42"])])
@@ -274,6 +274,14 @@ run "monitoring_alerts_uptime_and_dashboard" {
   assert {
     condition     = endswith(google_logging_metric.this["expiry_at_risk"].filter, "jsonPayload.earliest_expiry_seconds < 10800")
     error_message = "The at-risk margin defaults to a quarter of the 12 h token lifetime (3 h)."
+  }
+  assert {
+    condition     = google_logging_metric.this["credential_expiry"].value_extractor == "EXTRACT(jsonPayload.credential_expiry_seconds)" && endswith(google_logging_metric.this["credential_at_risk"].filter, "jsonPayload.event=\"status_summary\" AND jsonPayload.credential_expiry_seconds < 604800")
+    error_message = "The kubeconfig credential's expiry is read from status_summary lines, at risk inside config.credential_warning_hours (7 days by default)."
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.this.service_config[0].environment_variables["CREDENTIAL_WARNING_HOURS"] == "168"
+    error_message = "The function and the alert share the credential margin."
   }
   assert {
     condition     = google_logging_metric.this["tokens_revoked"].value_extractor == "EXTRACT(jsonPayload.revoked_count)" && google_logging_metric.this["namespaces_failed"].value_extractor == "EXTRACT(jsonPayload.namespaces_failed)" && google_logging_metric.this["run_duration"].value_extractor == "EXTRACT(jsonPayload.duration_ms)"
@@ -382,4 +390,67 @@ run "secret_keys_must_match_the_replicas" {
   }
 
   expect_failures = [var.encryption]
+}
+
+run "kubeconfig_renewal_is_off_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(google_secret_manager_secret_iam_member.runtime_kubeconfig_adder) + length(google_secret_manager_secret_iam_member.runtime_kubeconfig_pruner) + length(google_project_iam_custom_role.kubeconfig_pruner) == 0
+    error_message = "Without kubeconfig_renewal the runtime account may only read its secrets."
+  }
+  assert {
+    condition     = !contains(keys(google_cloudfunctions2_function.this.service_config[0].environment_variables), "RENEW_KUBECONFIG") && !contains(keys(google_monitoring_alert_policy.logs), "renewal_failed")
+    error_message = "No RENEW_KUBECONFIG and no renewal alert unless asked for."
+  }
+}
+
+run "kubeconfig_renewal_grants_version_writes_on_the_kubeconfig_secret_only" {
+  command = plan
+
+  variables {
+    kubeconfig_renewal = { enable = true, grace_hours = 48 }
+  }
+
+  assert {
+    condition     = google_secret_manager_secret_iam_member.runtime_kubeconfig_adder[0].role == "roles/secretmanager.secretVersionAdder" && google_secret_manager_secret_iam_member.runtime_kubeconfig_adder[0].secret_id == "ccr-pull-secret-rotator-kubeconfig" && google_secret_manager_secret_iam_member.runtime_kubeconfig_adder[0].member == google_service_account.runtime.member
+    error_message = "Version adder for the runtime account on the kubeconfig secret only."
+  }
+  assert {
+    condition     = toset(google_project_iam_custom_role.kubeconfig_pruner[0].permissions) == toset(["secretmanager.versions.list", "secretmanager.versions.disable"]) && google_project_iam_custom_role.kubeconfig_pruner[0].role_id == "ccr_pull_secret_rotator_kubeconfig_pruner"
+    error_message = "The custom role holds list and disable, nothing else (no destroy, no access)."
+  }
+  assert {
+    condition     = google_secret_manager_secret_iam_member.runtime_kubeconfig_pruner[0].secret_id == "ccr-pull-secret-rotator-kubeconfig" && google_secret_manager_secret_iam_member.runtime_kubeconfig_pruner[0].member == google_service_account.runtime.member
+    error_message = "The custom role is bound on the kubeconfig secret only, never on the project or the Crusoe credentials."
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.this.service_config[0].environment_variables["RENEW_KUBECONFIG"] == "true" && google_cloudfunctions2_function.this.service_config[0].environment_variables["RENEW_TOKEN_HOURS"] == "2160" && google_cloudfunctions2_function.this.service_config[0].environment_variables["RENEW_GRACE_HOURS"] == "48"
+    error_message = "The function is told to renew, for how long, and after which grace to disable old versions."
+  }
+  assert {
+    condition     = contains(keys(google_monitoring_alert_policy.logs), "renewal_failed")
+    error_message = "A failed renewal alerts."
+  }
+}
+
+run "kubeconfig_renewal_needs_the_latest_version" {
+  command = plan
+
+  variables {
+    kubeconfig_renewal = { enable = true }
+    secrets            = { version = "3" }
+  }
+
+  expect_failures = [var.kubeconfig_renewal]
+}
+
+run "renewed_tokens_must_outlive_the_credential_margin" {
+  command = plan
+
+  variables {
+    kubeconfig_renewal = { enable = true, token_hours = 168 }
+  }
+
+  expect_failures = [var.kubeconfig_renewal]
 }
