@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -392,3 +393,26 @@ def test_a_token_from_a_run_that_stopped_before_writing_is_revoked_once_no_run_c
     assert body["status"] == "ok"
     assert orphan.alias in body["revoked"]  # never delivered: it never takes a place in the grace window
     assert meanwhile["token"]["alias"] in {key.alias for key in crusoe.tokens()}
+
+
+def _readme_sample() -> dict:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("A rotation or dry run answers:\n\n```json\n", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+def test_readme_sample_answer_has_the_shape_of_a_real_one(deployment, invoke, crusoe):
+    """The README's sample answer cannot drift from the real one: same fields, same consistent status."""
+    invoke()
+    real = invoke().get_json()
+    sample = _readme_sample()
+    assert set(sample) <= set(real), set(sample) - set(real)
+    assert set(sample["clusters"][0]) <= set(real["clusters"][0])
+    assert set(sample["token"]) == set(real["token"])
+    updated = [n for n in sample["namespaces"] if n["result"] == "updated"]
+    optional = {"service_accounts", "error"}  # shown in the sample, present in a real answer when they apply
+    assert set(updated[0]) - optional <= set(real["namespaces"][0])
+    # A sample that says ok has no failed namespace, and revokes only when everything succeeded.
+    assert sample["status"] == "ok"
+    assert all(n["result"] != "failed" for n in sample["namespaces"])
+    assert all(c["status"] == "ok" for c in sample["clusters"])
