@@ -70,6 +70,7 @@ class Connections:
             kubeconfig.text,
             context=config.context,
             base_dir=kubeconfig.local.path.parent if kubeconfig.local is not None else None,
+            allow_insecure=self._settings.allow_insecure_tls,
         )
         kube = KubeClient(access, pool_size=self._settings.max_parallel_writes)
         connection = Connection(config, kube, kubeconfig, credential_of(access))

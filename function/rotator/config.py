@@ -73,6 +73,7 @@ VARIABLES: Final = (
     "MAX_PARALLEL_CLUSTERS",
     "EVENTS",
     "RUN_DEADLINE_SECONDS",
+    "ALLOW_INSECURE_SKIP_TLS_VERIFY",
     "CREDENTIAL_WARNING_HOURS",
     "RENEW_KUBECONFIG",
     "RENEW_TOKEN_HOURS",
@@ -217,6 +218,8 @@ class Settings:
     max_parallel_clusters: int
     #: The whole run (reads, mint, writes, revocation) ends by then, so the function answers before its timeout.
     run_deadline: timedelta
+    #: ALLOW_INSECURE_SKIP_TLS_VERIFY: accept a kubeconfig that turns TLS verification off.
+    allow_insecure_tls: bool
     log_level: str
     invokers: InvokerPolicy | None = None  # None: Google's front door (the invoker IAM role) decides
     events: str = "all"
@@ -248,6 +251,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_parallel_writes=reader.limited("MAX_PARALLEL_WRITES", DEFAULT_MAX_PARALLEL_WRITES),
         max_parallel_clusters=reader.limited("MAX_PARALLEL_CLUSTERS", DEFAULT_MAX_PARALLEL_CLUSTERS),
         run_deadline=timedelta(seconds=reader.limited("RUN_DEADLINE_SECONDS", DEFAULT_RUN_DEADLINE_SECONDS)),
+        allow_insecure_tls=reader.choice("ALLOW_INSECURE_SKIP_TLS_VERIFY", ("false", "true")) == "true",
         log_level=reader.log_level(),
         invokers=reader.invokers(),
         events=reader.choice("EVENTS", tuple(LIMITS["events"])),

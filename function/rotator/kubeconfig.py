@@ -23,6 +23,8 @@ from rotator.secret import SecretStr
 
 MAX_KUBECONFIG_BYTES: Final = 1024 * 1024
 _SECTIONS: Final = ("clusters", "users", "contexts")
+#: The kubeconfig user fields that make a client act as someone else.
+_IMPERSONATION: Final = ("as", "as-uid", "as-groups", "as-user-extra")
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,16 @@ class ClusterAccess:
     token: SecretStr | None
 
 
-def parse_kubeconfig(text: SecretStr, *, context: str | None, base_dir: Path | None) -> ClusterAccess:
+def parse_kubeconfig(
+    text: SecretStr, *, context: str | None, base_dir: Path | None, allow_insecure: bool = False
+) -> ClusterAccess:
     """Select ``context`` (or the current one) and resolve its cluster and user.
 
     Args:
         text: the kubeconfig document.
         context: the context to use; the kubeconfig's ``current-context`` when None.
         base_dir: directory of a local kubeconfig file, for relative file references; None forbids them.
+        allow_insecure: ALLOW_INSECURE_SKIP_TLS_VERIFY: accept ``insecure-skip-tls-verify: true``.
     """
     document = _load(text)
     name = context or document.get("current-context")
@@ -75,7 +80,7 @@ def parse_kubeconfig(text: SecretStr, *, context: str | None, base_dir: Path | N
     return ClusterAccess(
         server=server,
         ca_pem=ca.reveal().encode() if ca else None,
-        insecure_skip_tls_verify=_insecure(cluster, cluster_name),
+        insecure_skip_tls_verify=_insecure(cluster, cluster_name, allow=allow_insecure),
         tls_server_name=str(server_name) if server_name else None,
         client_cert_pem=cert,
         client_key_pem=key,
@@ -135,15 +140,35 @@ def _check_user(user: dict[str, Any], user_name: str) -> None:
             )
     if user.get("username") or user.get("password"):
         raise KubeconfigError("basic authentication (username/password) is not supported by Kubernetes any more")
+    impersonation = sorted(field for field in _IMPERSONATION if field in user)
+    if impersonation:
+        raise KubeconfigError(
+            f"user {user_name!r} impersonates another identity ({', '.join(impersonation)}), which the rotator does "
+            "not do: bind the RBAC to the kubeconfig's own identity instead"
+        )
 
 
-def _insecure(cluster: dict[str, Any], cluster_name: str) -> bool:
-    """``insecure-skip-tls-verify`` as a YAML boolean only: the text "false" must not turn verification off."""
+def _insecure(cluster: dict[str, Any], cluster_name: str, *, allow: bool) -> bool:
+    """``insecure-skip-tls-verify``: a YAML boolean only, and ``true`` only when the deployment says so.
+
+    The text "false" must not turn verification off; and a kubeconfig that turns it off sends the cluster
+    credential to whoever answers, so it is refused unless ALLOW_INSECURE_SKIP_TLS_VERIFY is set.
+    """
+    if cluster.get("proxy-url"):
+        raise KubeconfigError(
+            f"cluster {cluster_name!r} sets proxy-url, which the rotator does not use: set HTTPS_PROXY in the "
+            "function's environment instead (the cluster's CA, client certificate and tls-server-name still apply)"
+        )
     value = cluster.get("insecure-skip-tls-verify", False)
     if not isinstance(value, bool):
         raise KubeconfigError(
             f"insecure-skip-tls-verify of cluster {cluster_name!r} must be true or false (a YAML boolean, "
             "not text in quotes)"
+        )
+    if value and not allow:
+        raise KubeconfigError(
+            f"cluster {cluster_name!r} turns TLS verification off (insecure-skip-tls-verify): add the cluster's "
+            "certificate-authority-data instead, or set ALLOW_INSECURE_SKIP_TLS_VERIFY=true to accept the risk"
         )
     return value
 

@@ -103,7 +103,7 @@ def test_run_deadline_bounds_the_whole_run_while_a_mint_answer_is_held(
     assert answered, "the function did not answer within its run deadline"
     [response] = answers
     body = response.get_json()
-    assert response.status_code >= 500, body
+    assert response.status_code == 503, body  # temporary: the next run completes it
     assert holds(kube_admin, deployment.namespaces) == {None}
     assert crusoe.deleted() == []
     record.observed(summary(response.status_code, body))

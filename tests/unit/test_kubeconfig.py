@@ -151,8 +151,27 @@ def test_kube_context_setting_reaches_the_client(tmp_path):
 @pytest.mark.parametrize("value", [True, False])
 def test_kubeconfig_insecure_skip_tls_verify_takes_a_yaml_boolean(value):
     cluster = {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": value}
-    access = parse_kubeconfig(kubeconfig({"token": "t"}, cluster=cluster), context=None, base_dir=None)
+    text = kubeconfig({"token": "t"}, cluster=cluster)
+    access = parse_kubeconfig(text, context=None, base_dir=None, allow_insecure=True)
     assert access.insecure_skip_tls_verify is value
+
+
+def test_kubeconfig_insecure_skip_tls_verify_is_refused_unless_the_deployment_allows_it():
+    cluster = {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}
+    with pytest.raises(KubeconfigError, match="ALLOW_INSECURE_SKIP_TLS_VERIFY=true"):
+        parse_kubeconfig(kubeconfig({"token": "t"}, cluster=cluster), context=None, base_dir=None)
+
+
+def test_kubeconfig_proxy_url_is_refused_with_the_way_to_use_a_proxy():
+    cluster = {"server": "https://127.0.0.1:6443", "proxy-url": "http://proxy.example:3128"}
+    with pytest.raises(KubeconfigError, match="HTTPS_PROXY"):
+        parse_kubeconfig(kubeconfig({"token": "t"}, cluster=cluster), context=None, base_dir=None)
+
+
+@pytest.mark.parametrize("field", ["as", "as-groups", "as-uid", "as-user-extra"])
+def test_kubeconfig_impersonation_is_refused(field):
+    with pytest.raises(KubeconfigError, match="impersonates"):
+        parse_kubeconfig(kubeconfig({"token": "t", field: "someone"}), context=None, base_dir=None)
 
 
 @pytest.mark.parametrize("value", ["false", "no", "0", "true", 0, 1, None, []])
