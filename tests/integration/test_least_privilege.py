@@ -107,6 +107,37 @@ DENIED = {
     ],
 }
 
+# Namespaces chosen by glob, '*' or a label selector: one ClusterRole, the same secret verbs narrowed to the
+# one name but in every namespace (the documented trade-off), plus list on namespaces.
+ALLOWED["selection"] = [
+    *ALLOWED["namespaced"],
+    Ask("get", "secrets", OTHER, name=SECRET),  # namespaces created later are targets too
+    Ask("patch", "secrets", OTHER, name=SECRET),
+    Ask("list", "namespaces", CLUSTER),
+]
+DENIED["selection"] = [
+    ask
+    for ask in DENIED["namespaced"]
+    if not (ask.where == OTHER and ask.name == SECRET)
+    and ask != Ask("list", "namespaces", CLUSTER)
+    and not (ask.resource == "secrets" and ask.name == SECRET and ask.verb in {"get", "patch", "create"})
+]
+# PATCH_SERVICE_ACCOUNTS=default: get and patch on that one service account, nothing else of service accounts.
+ALLOWED["service-accounts"] = [
+    *ALLOWED["namespaced"],
+    Ask("get", "serviceaccounts", name="default"),
+    Ask("patch", "serviceaccounts", name="default"),
+]
+DENIED["service-accounts"] = [
+    *DENIED["namespaced"],
+    Ask("get", "serviceaccounts", name="builder"),
+    Ask("patch", "serviceaccounts", name="builder"),
+    Ask("list", "serviceaccounts"),
+    Ask("create", "serviceaccounts"),
+    Ask("delete", "serviceaccounts", name="default"),
+    Ask("patch", "serviceaccounts", OTHER, name="default"),
+]
+
 MODES = sorted(ALLOWED)
 
 
@@ -139,8 +170,18 @@ def _namespaced(rotator_account_factory, targets: list[str]) -> ServiceAccountAc
     return rotator_account_factory(targets, secret_name=SECRET)
 
 
-#: How each RBAC mode binds the account (a ClusterRole mode adds its function here and its rows above).
-GRANTS = {"namespaced": _namespaced}
+def _selection(rotator_account_factory, targets: list[str]) -> ServiceAccountAccess:
+    """One ClusterRole and ClusterRoleBinding (``render.py --all-namespaces``)."""
+    return rotator_account_factory(targets, secret_name=SECRET, all_namespaces=True)
+
+
+def _service_accounts(rotator_account_factory, targets: list[str]) -> ServiceAccountAccess:
+    """Per-namespace Roles that may also patch the named service account (``--service-accounts default``)."""
+    return rotator_account_factory(targets, secret_name=SECRET, service_accounts=["default"])
+
+
+#: How each RBAC mode binds the account.
+GRANTS = {"namespaced": _namespaced, "selection": _selection, "service-accounts": _service_accounts}
 
 
 @pytest.fixture(params=MODES)
@@ -188,6 +229,7 @@ def _unbound_account(rotator_account_factory, namespace: str) -> ServiceAccountA
     return rotator_account_factory([namespace], service_account_name="nobody", render=account_only)
 
 
+@pytest.mark.parametrize("subject", ["namespaced"], indirect=True)
 def test_least_privilege_rules_in_a_target_namespace_are_exactly_the_secret_rules(subject, rotator_account_factory):
     target = subject.namespaces[TARGET]
     baseline = _rules(_unbound_account(rotator_account_factory, target), target)
