@@ -62,7 +62,7 @@ def wide(envs: Sequence[Environment], size: int) -> Iterator[Plan]:
             for events in EVENTS_SETTINGS:
                 name, result = _rotation_name(events), results[_rotation_name(events)]
                 found += [
-                    ratio(results, name, RAW, ("<=", 1.15)),
+                    *ratio(results, name, RAW, ("<=", 1.15)),
                     figure(
                         f"{name}: peak RSS MiB (master + worker)",
                         sum((result.peak_rss_mib or {}).values()),
@@ -94,10 +94,10 @@ def fleet(envs: Sequence[Environment], size: int) -> Iterator[Plan]:
 
         def figures(results: dict[str, ContenderResult]) -> list[Figure]:
             return [
-                ratio(results, rotate_many, rotate_one, ("<=", 1.3)),
-                ratio(results, raw_many, raw_one, None),
-                ratio(results, raw_one, rotate_one, None),
-                ratio(results, raw_many, rotate_many, None),
+                *ratio(results, rotate_many, rotate_one, ("<=", 1.3)),
+                *ratio(results, raw_many, raw_one, None),
+                *ratio(results, raw_one, rotate_one, None),
+                *ratio(results, raw_many, rotate_many, None),
             ]
 
         yield Plan(contenders, figures)
@@ -120,8 +120,8 @@ def dryrun_status(envs: Sequence[Environment], size: int) -> Iterator[Plan]:
             found = []
             for events in EVENTS_SETTINGS:
                 found += [
-                    ratio(results, "dry run", _rotation_name(events), ("<=", 1.2)),
-                    ratio(results, "status", _rotation_name(events), ("<=", 0.6)),
+                    *ratio(results, "dry run", _rotation_name(events), ("<=", 1.2)),
+                    *ratio(results, "status", _rotation_name(events), ("<=", 0.6)),
                 ]
             return found
 
@@ -139,9 +139,9 @@ def events(envs: Sequence[Environment], size: int) -> Iterator[Plan]:
         def figures(results: dict[str, ContenderResult]) -> list[Figure]:
             every, failures = (_rotation_name(events) for events in EVENTS_SETTINGS)
             return [
-                ratio(results, RAW, every, (">=", 0.9)),
-                ratio(results, RAW, failures, (">=", 0.9)),
-                ratio(results, every, failures, None),
+                *ratio(results, RAW, every, (">=", 0.9)),
+                *ratio(results, RAW, failures, (">=", 0.9)),
+                *ratio(results, every, failures, None),
             ]
 
         yield Plan([*contenders, Contender(RAW, site.run_raw, size)], figures)

@@ -175,6 +175,9 @@ class ContenderResult:
     events_per_namespace: float  # Event creates counted by the apiservers, per namespace and round
     requests_per_namespace: dict[str, float]  # "resource VERB" -> per namespace and round
     cpu_seconds: dict[str, float]  # by process, mean of the steady-state rounds
+    #: The CPU the run itself needed (every process above but "other processes"): on a CPU-bound machine,
+    #: what the seconds would be proportional to without the other users' noise.
+    own_cpu_seconds: float
     peak_rss_mib: dict[str, float] | None = None  # the function's process tree by pid (functions only)
 
 

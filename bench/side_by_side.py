@@ -108,6 +108,7 @@ def _summary(contender: Contender, measured: _Rounds) -> ContenderResult:
         events_per_namespace=_per_namespace(requests, contender.namespaces, lambda key: key == "events POST"),
         requests_per_namespace={key: _per_namespace(requests, contender.namespaces, key.__eq__) for key in keys},
         cpu_seconds={name: round(statistics.fmean(c[name] for c in cpu), 2) for name in cpu[0]},
+        own_cpu_seconds=round(statistics.fmean(sum(v for k, v in c.items() if k != OTHER_PROCESSES) for c in cpu), 2),
         peak_rss_mib=rss,
     )
 
