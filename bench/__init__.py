@@ -28,4 +28,11 @@ the function), ``measure`` (rounds and their summary), ``accounting`` (``/proc``
 request counter), ``results`` (typed records, goals, JSON), ``report`` (JSON file, table, charts);
 ``baseline`` and ``raw`` are the baseline and the raw client (the latency proxy is ``devkit/faultproxy.py``);
 ``pyspy`` the ``--profile`` option.
+
+``--scenario wide|fleet|dryrun-status|events`` runs one of issue 10's **fleet scenarios** instead
+(``bench/fleet.py``): ``TARGET_NAMESPACES=*`` over 10,000 namespaces, 4 clusters against 1 at 10 ms RTT, a
+dry run and a status call against a rotation, and ``EVENTS=all`` against ``EVENTS=failures``. Each compares
+named contenders side by side, interleaved round by round (``side_by_side``), with issue 10's goals as
+ratios of medians (``fleet_scenarios``); results go to ``bench/results/<scenario>.json`` and
+``docs/benchmarks-<scenario>.png``.
 """

@@ -150,6 +150,36 @@ def secret_request_counts(api: client.ApiClient, server: str) -> dict[str, float
     return counts
 
 
+#: The resources a side-by-side scenario counts requests of: the pull secrets and the Events about them.
+COUNTED_RESOURCES = ("secrets", "events")
+
+
+def resource_request_counts(api: client.ApiClient, server: str) -> dict[str, float]:
+    """``apiserver_request_total`` for :data:`COUNTED_RESOURCES`, summed by ``"resource VERB"`` (dry runs apart)."""
+    response = api.rest_client.request("GET", f"{server}/metrics", _request_timeout=30)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
+    counts: dict[str, float] = {}
+    for line in response.read().decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        resource, verb = re.search(r'resource="([a-z]+)"', line), re.search(r'verb="([A-Z]+)"', line)
+        if resource and verb and resource.group(1) in COUNTED_RESOURCES:
+            dry_run = re.search(r'dry_run="([^"]+)"', line)  # a server-side dry run writes nothing
+            key = f"{resource.group(1)} {verb.group(1)}" + (" (dry run)" if dry_run else "")
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@contextmanager
+def counted_on(apiservers: list[tuple[client.ApiClient, str]], into: dict[str, float]) -> Iterator[None]:
+    """Put the requests made inside the block to every apiserver, by ``"resource VERB"``, summed, into ``into``."""
+    before = [resource_request_counts(api, server) for api, server in apiservers]
+    yield
+    for (api, server), earlier in zip(apiservers, before, strict=True):
+        for key, value in resource_request_counts(api, server).items():
+            if delta := value - earlier.get(key, 0.0):
+                into[key] = into.get(key, 0.0) + delta
+
+
 @contextmanager
 def counted(api: client.ApiClient, server: str, into: dict[str, float]) -> Iterator[None]:
     """Put the secret requests made inside the block, by verb, into ``into``."""

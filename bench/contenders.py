@@ -99,9 +99,9 @@ class Contenders:
         return self.raw_client.run(self.namespaces, raw_body())
 
 
-def _create_namespaces(api: client.ApiClient, names: list[str]) -> None:
+def create_namespaces(api: client.ApiClient, names: list[str], threads: int = SETUP_THREADS) -> None:
     """Create namespaces concurrently (one at a time takes a minute at 1,000)."""
-    with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(lambda name: kube.create_namespace(api, name), names):
             pass
 
@@ -137,6 +137,7 @@ def service_account(
     secret_name: str,
     account: str,
     rules: list[dict[str, Any]] | None = None,
+    all_namespaces: bool = False,
 ) -> kube.ServiceAccountAccess:
     """A ServiceAccount with the project's RBAC (``infra/rbac/render.py``) for ``secret_name`` in ``namespaces``.
 
@@ -144,7 +145,7 @@ def service_account(
     Roles and RoleBindings the project's renderer returns are created concurrently, and the platform applies
     the ServiceAccount and mints its token as usual. ``rules`` replaces the Roles' rules (the baseline
     runs with the chart's permissions, not the rotator's). Its kubeconfig points where the contenders
-    reach kube-apiserver.
+    reach kube-apiserver. ``all_namespaces`` is the ClusterRole mode (``TARGET_NAMESPACES=*``).
     """
     render = kube.load_rbac_renderer()
 
@@ -175,13 +176,19 @@ def service_account(
 
     handle = dataclasses.replace(env.handle, server=env.client_server)
     return kube.rotator_service_account(
-        handle, env.admin, namespaces, secret_name=secret_name, service_account_name=account, render=concurrent_render
+        handle,
+        env.admin,
+        namespaces,
+        secret_name=secret_name,
+        service_account_name=account,
+        render=concurrent_render,
+        all_namespaces=all_namespaces,
     )
 
 
 def _accounts(env: Environment, namespaces: list[str]) -> Accounts:
     """Create the namespaces and the three ServiceAccounts."""
-    _create_namespaces(env.admin, namespaces)
+    create_namespaces(env.admin, namespaces)
     return Accounts(
         rotator=service_account(env, namespaces, secret_name=ROTATOR_SECRET, account="ccr-pull-secret-rotator"),
         chart=service_account(

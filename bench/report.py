@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.results import Report, RunResult, to_json
+from bench.results import Report, RunResult, ScenarioReport, to_json
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,7 +42,7 @@ def matplotlib_missing() -> bool:
     return False
 
 
-def write(report: Report, path: Path) -> None:
+def write(report: Report | ScenarioReport, path: Path) -> None:
     """Write the report as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(report) + "\n", encoding="utf-8")
@@ -114,3 +114,36 @@ def draw_latency_chart(report: Report, path: Path) -> None:
 def draw(report: Report, path: Path) -> None:
     """The chart the report's scenario calls for."""
     (draw_chart if report.settings.rtt_ms is None else draw_latency_chart)(report, path)
+
+
+def print_scenario(report: ScenarioReport) -> None:
+    """Each setting's contenders (median seconds, writes and Events per namespace), then its figures."""
+    for run in report.runs:
+        print(f"{report.scenario}, {run.setting}, {run.clusters} x {run.namespaces} namespaces:")
+        for result in run.contenders:
+            rss = "" if result.peak_rss_mib is None else f", peak RSS {sum(result.peak_rss_mib.values()):.1f} MiB"
+            print(
+                f"  {result.name}: {result.seconds} s over {result.namespaces} namespaces, "
+                f"{result.writes_per_namespace} writes and {result.events_per_namespace} Events per namespace{rss}"
+            )
+        for found in run.figures:
+            verdict = "" if found.goal is None else f" (goal {found.goal}: {'met' if found.met else 'NOT met'})"
+            print(f"  {found.name} = {found.value}{verdict}")
+        noise = run.other_processes_cpu_seconds_per_round
+        print(f"  other processes: {noise} CPU-s per round; 1-minute load {run.load_average_1min}")
+
+
+def draw_scenario(report: ScenarioReport, path: Path) -> None:
+    """One panel per setting and size: each contender's median seconds as a bar, its samples as dots."""
+    note = f"{report.machine}; {report.description}"
+    with _figure(path, note, len(report.runs)) as panels:
+        for axes, run in zip(panels, report.runs, strict=True):
+            names = [result.name for result in run.contenders]
+            axes.barh(names, [result.seconds for result in run.contenders], alpha=0.6)
+            for row, result in enumerate(run.contenders):
+                axes.plot(result.samples_seconds, [row] * len(result.samples_seconds), "k.", markersize=3)
+            axes.invert_yaxis()
+            axes.set_xlabel("seconds (median; dots: samples)")
+            axes.set_title(f"{run.setting}, {run.clusters} x {run.namespaces:,} namespaces", fontsize=9)
+            axes.grid(visible=True, axis="x", alpha=0.3)
+            axes.tick_params(axis="y", labelsize=7)

@@ -162,6 +162,77 @@ class Report:
     goals: tuple[Verdict, ...] | None = None  # loopback scenario only
 
 
+@dataclass(frozen=True)
+class ContenderResult:
+    """One contender of a side-by-side scenario: its median, its samples, what it sent and what it cost."""
+
+    name: str
+    seconds: float  # median of the steady-state rounds
+    samples_seconds: tuple[float, ...]
+    first_run_seconds: float  # the first round (the secrets may not exist yet)
+    namespaces: int  # namespaces one run covers, over every cluster
+    writes_per_namespace: float  # secret writes counted by the apiservers, per namespace and round
+    events_per_namespace: float  # Event creates counted by the apiservers, per namespace and round
+    requests_per_namespace: dict[str, float]  # "resource VERB" -> per namespace and round
+    cpu_seconds: dict[str, float]  # by process, mean of the steady-state rounds
+    #: The CPU the run itself needed (every process above but "other processes"): on a CPU-bound machine,
+    #: what the seconds would be proportional to without the other users' noise.
+    own_cpu_seconds: float
+    peak_rss_mib: dict[str, float] | None = None  # the function's process tree by pid (functions only)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A derived figure of a scenario (a ratio of medians, a peak), with its goal when it has one."""
+
+    name: str
+    value: float
+    goal: str | None = None  # e.g. "<= 1.15"
+    met: bool | None = None
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    """One setting of a side-by-side scenario (loopback, or one RTT): every contender, interleaved round by round."""
+
+    scenario: str
+    setting: str
+    namespaces: int  # per cluster
+    clusters: int
+    setup_seconds: float
+    contenders: tuple[ContenderResult, ...]
+    figures: tuple[Figure, ...]
+    load_average_1min: LoadAverage
+    other_processes_cpu_seconds_per_round: float  # the shared machine's noise, summed over a round's contenders
+    rtt_ms: float | None = None
+    delay_check: DelayCheck | None = None
+
+
+@dataclass(frozen=True)
+class ScenarioReport:
+    """A side-by-side scenario's run (``--scenario wide|fleet|dryrun-status|events``), as written to bench/results."""
+
+    scenario: str
+    description: str
+    machine: str
+    machine_detail: Machine
+    versions: dict[str, str]
+    generated_at: str
+    repeats: int
+    statistic: str
+    runs: tuple[ScenarioRun, ...]
+    total_seconds: float
+
+
+def figure(name: str, value: float, goal: tuple[str, float] | None = None) -> Figure:
+    """A figure rounded for the report, judged against ``goal`` (comparison, limit) when given."""
+    if goal is None:
+        return Figure(name, round(value, 3))
+    comparison, limit = goal
+    met = value <= limit if comparison == "<=" else value >= limit
+    return Figure(name, round(value, 3), f"{comparison} {limit:g}", met)
+
+
 def goals(runs: Sequence[RunResult]) -> tuple[Verdict, ...]:
     """Each goal at the largest N measured."""
     largest = max(runs, key=lambda run: run.namespaces)
@@ -178,6 +249,6 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {_JSON_NAMES.get(name, name): value for name, value in pairs if value is not None}
 
 
-def to_json(record: Report | RunResult | DelayCheck, indent: int | None = 2) -> str:
+def to_json(record: Report | RunResult | DelayCheck | ScenarioReport, indent: int | None = 2) -> str:
     """The record as JSON, with ``dataclasses.asdict`` (so nested records become objects too)."""
     return json.dumps(dataclasses.asdict(record, dict_factory=_json_object), indent=indent)

@@ -9,9 +9,9 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from bench import report
+from bench import fleet_scenarios, report
 from bench.accounting import machine_description
-from bench.cli import Options, parse_args
+from bench.cli import COMPARE, Options, parse_args
 from bench.measure import measure
 from bench.results import Report, RunResult, Settings, goals
 from bench.scenarios import environment
@@ -64,6 +64,19 @@ def build_report(options: Options, runs: list[RunResult], versions: dict[str, st
     )
 
 
+def _side_by_side(options: Options, binaries: Mapping[str, Binary]) -> int:
+    """Run one of the fleet scenarios (``bench/fleet.py``) and write its results."""
+    versions = {"etcd": binaries[ETCD].version, "python": platform.python_version()}
+    result = fleet_scenarios.run_scenario(options, binaries, versions)
+    report.write(result, options.output)
+    report.print_scenario(result)
+    if options.chart is not None:
+        report.draw_scenario(result, options.chart)
+        print(f"chart: {options.chart}")
+    print(f"results: {options.output} ({result.total_seconds} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench as the command line asks and write its results."""
     options = parse_args(argv)
@@ -72,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     binaries = resolve_all(os.environ, allow_build=False)
+    if options.scenario != COMPARE:
+        return _side_by_side(options, binaries)
     runs, apiserver_version = run_all(options, binaries)
     versions = {
         "kube-apiserver": apiserver_version,

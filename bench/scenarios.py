@@ -30,6 +30,8 @@ from devkit.binaries import Binary
 from devkit.cluster import ClusterHandle, ControlPlane
 from devkit.crusoe_emulator import CrusoeEmulator
 
+_Shared = tuple[CrusoeEmulator, CrusoeAccess, Path, Options]
+
 
 @dataclass(frozen=True)
 class Environment:
@@ -45,6 +47,11 @@ class Environment:
     client_server: str  # where the three contenders reach kube-apiserver
     rtt_ms: float | None = None
     delay_check: DelayCheck | None = None
+
+    @staticmethod
+    def shared(emulator: CrusoeEmulator, crusoe: CrusoeAccess, workdir: Path, options: Options) -> _Shared:
+        """What the control planes of one run share, in the order of the fields."""
+        return emulator, crusoe, workdir, options
 
     @property
     def label(self) -> str:
@@ -63,25 +70,49 @@ def _api_key(emulator: CrusoeEmulator) -> CrusoeAccess:
 @contextmanager
 def environment(options: Options, binaries: Mapping[str, Binary], rtt_ms: float | None) -> Iterator[Environment]:
     """Start a control plane, the emulator and (with ``rtt_ms``) the delay proxy; stop them all on the way out."""
+    with environments(options, binaries, rtt_ms, 1) as (env,):
+        yield env
+
+
+@contextmanager
+def environments(
+    options: Options, binaries: Mapping[str, Binary], rtt_ms: float | None, count: int
+) -> Iterator[list[Environment]]:
+    """``count`` control planes (each with its own delay proxy when ``rtt_ms`` is given) and one emulator.
+
+    Several control planes are several clusters of one fleet: one function mints one token for all of them,
+    so they share the emulator and its API key.
+    """
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ccr-bench-")))
         workdir.chmod(0o700)
-        handle = stack.enter_context(ControlPlane(binaries)).handle
         emulator = stack.enter_context(CrusoeEmulator())
-        admin = kube.admin_client(handle)
-        stack.callback(admin.close)
-        servers = server_processes(handle.server)
-        env = Environment(handle, admin, emulator, _api_key(emulator), workdir, options, servers, handle.server)
-        if rtt_ms is not None:
-            print(f"[RTT {rtt_ms:g} ms] control plane up, starting the delay proxy", flush=True)
-            proxy_url, proxy_pid = stack.enter_context(delay_proxy(handle.server, rtt_ms, workdir / "delay-proxy.log"))
-            check = delay_check(handle, proxy_url, workdir, rtt_ms)
-            print(f"[RTT {rtt_ms:g} ms] delay check: {to_json(check, indent=None)}", flush=True)
-            env = dataclasses.replace(
-                env,
-                servers={**servers, "delay proxy": (proxy_pid,)},  # its own line, not "other processes"
-                client_server=proxy_url,
-                rtt_ms=rtt_ms,
-                delay_check=check,
-            )
-        yield env
+        crusoe = _api_key(emulator)
+        sites = []
+        for index in range(count):
+            site_dir = workdir / f"cluster-{index}"
+            site_dir.mkdir(mode=0o700)
+            sites.append(_site(stack, binaries, rtt_ms, Environment.shared(emulator, crusoe, site_dir, options)))
+        yield sites
+
+
+def _site(stack: ExitStack, binaries: Mapping[str, Binary], rtt_ms: float | None, shared: _Shared) -> Environment:
+    """One control plane, and its delay proxy with the delay checked, closed by ``stack``."""
+    handle = stack.enter_context(ControlPlane(binaries)).handle
+    admin = kube.admin_client(handle)
+    stack.callback(admin.close)
+    servers = server_processes(handle.server)
+    env = Environment(handle, admin, *shared, servers, handle.server)
+    if rtt_ms is None:
+        return env
+    print(f"[RTT {rtt_ms:g} ms] control plane up, starting the delay proxy", flush=True)
+    proxy_url, proxy_pid = stack.enter_context(delay_proxy(handle.server, rtt_ms, env.workdir / "delay-proxy.log"))
+    check = delay_check(handle, proxy_url, env.workdir, rtt_ms)
+    print(f"[RTT {rtt_ms:g} ms] delay check: {to_json(check, indent=None)}", flush=True)
+    return dataclasses.replace(
+        env,
+        servers={**servers, "delay proxy": (proxy_pid,)},  # its own line, not "other processes"
+        client_server=proxy_url,
+        rtt_ms=rtt_ms,
+        delay_check=check,
+    )

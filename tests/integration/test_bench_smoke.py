@@ -81,3 +81,50 @@ def test_bench_smoke_run_writes_every_field(binaries_present, tmp_path):
         "cold_start_seconds",
         "function_cpu_ms_per_namespace",
     }
+
+
+#: Each fleet scenario at a tiny size: its extra options, and the contenders it must report.
+SCENARIO_SMOKE = {
+    "wide": (["--sizes", "5"], {"rotation EVENTS=all", "rotation EVENTS=failures", "raw"}),
+    "fleet": (
+        ["--sizes", "3", "--clusters", "2", "--rtt-ms", "2"],
+        {"rotation 2 clusters", "rotation 1 cluster", "raw 2 clusters", "raw 1 cluster"},
+    ),
+    "dryrun-status": (["--sizes", "5"], {"rotation EVENTS=all", "rotation EVENTS=failures", "dry run", "status"}),
+    "events": (["--sizes", "5", "--rtt-ms", "2"], {"rotation EVENTS=all", "rotation EVENTS=failures", "raw"}),
+}
+
+
+def _scenario_run(name: str, extra: list[str], output) -> dict:
+    argv = [sys.executable, "-m", "bench", "--scenario", name, "--repeats", "1", "--output", str(output), "--no-chart"]
+    bench = subprocess.run([*argv, *extra], check=False, cwd=REPO_ROOT, capture_output=True, timeout=50)
+    assert bench.returncode == 0, bench.stdout.decode()[-3000:] + bench.stderr.decode()[-3000:]
+    return json.loads(output.read_text(encoding="utf-8"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(SCENARIO_SMOKE))
+def test_bench_scenario_smoke_run_reports_every_contender(binaries_present, tmp_path, name):
+    extra, contenders = SCENARIO_SMOKE[name]
+    result = _scenario_run(name, extra, tmp_path / f"{name}.json")
+    assert result["scenario"] == name
+    assert result["runs"]
+    for run in result["runs"]:
+        by_name = {contender["name"]: contender for contender in run["contenders"]}
+        assert set(by_name) == contenders
+        assert all(contender["seconds"] > 0 for contender in by_name.values())
+        assert run["figures"]
+        assert all(isinstance(found["value"], int | float) for found in run["figures"])
+        # Counted, not timed: every rotation writes each namespace once, and only EVENTS=all records Events.
+        for contender_name, contender in by_name.items():
+            if contender_name.startswith("rotation"):
+                assert contender["writes_per_namespace"] == 1.0, contender_name
+                assert contender["events_per_namespace"] == (0.0 if "failures" in contender_name else 1.0)
+                assert contender["peak_rss_mib"]
+        assert "other processes" in run["contenders"][0]["cpu_seconds"]
+    if name == "dryrun-status":
+        [run] = result["runs"]
+        dry = next(c for c in run["contenders"] if c["name"] == "dry run")
+        assert dry["writes_per_namespace"] == 0.0  # the server-side dry run writes nothing
+    if name == "events":
+        assert [run["setting"] for run in result["runs"]] == ["loopback", "RTT 2 ms"]
