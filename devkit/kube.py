@@ -187,35 +187,13 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
     sa_namespace = create_namespace(api, service_account_namespace, prefix="rotator")
     if self_renewal and render is not None:
         raise ValueError("self_renewal renders with the project's own renderer")
-    if self_renewal:
-        objects = load_rbac_renderer()(
-            target_namespaces,
-            secret_name,
-            sa_namespace,
-            service_account_name,
-            all_namespaces=all_namespaces,
-            service_accounts=service_accounts,
-            self_renewal=True,
-        )
-    else:
-        objects = (render or load_rbac_renderer())(
-            target_namespaces,
-            secret_name,
-            sa_namespace,
-            service_account_name,
-            service_accounts=service_accounts,
-            all_namespaces=all_namespaces,
-        )
+    options: dict[str, Any] = {"service_accounts": service_accounts, "all_namespaces": all_namespaces}
+    if self_renewal:  # only the project's own renderer knows the self-renewal Role
+        options["self_renewal"] = True
+    renderer: Any = render or load_rbac_renderer()
+    objects = renderer(target_namespaces, secret_name, sa_namespace, service_account_name, **options)
     apply_objects(api, objects)
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=token_seconds)
-    )
-    response = client.CoreV1Api(api).create_namespaced_service_account_token(
-        service_account_name, sa_namespace, request
-    )
-    if response.status is None or not response.status.token:
-        raise RuntimeError(f"TokenRequest for {sa_namespace}/{service_account_name} returned no token")
-    token: str = response.status.token
+    token = service_account_token(api, sa_namespace, service_account_name, token_seconds)
     user = f"system:serviceaccount:{sa_namespace}:{service_account_name}"
     return ServiceAccountAccess(
         namespace=sa_namespace,
@@ -225,3 +203,14 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
         token=token,
         kubeconfig=kubeconfig_yaml(handle.server, handle.credentials.ca_cert, user_name=user, user={"token": token}),
     )
+
+
+def service_account_token(api: client.ApiClient, namespace: str, name: str, seconds: int) -> str:
+    """A bound token for a ServiceAccount (TokenRequest), as `kubectl create token` makes one."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    )
+    response = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
+    if response.status is None or not response.status.token:
+        raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
+    return str(response.status.token)
