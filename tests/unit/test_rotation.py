@@ -874,7 +874,7 @@ def test_revocation_not_started_by_the_deadline_is_a_warning(world, bounded_cloc
     with run_deadline(60):
         report = world.rotate(settings(["web"], KEEP_PREVIOUS_TOKENS="0"))
     assert report.status == "ok"
-    assert report.warnings == [
+    assert report.to_json()["warnings"] == report.warnings == [
         (
             "old tokens were not revoked this time: the run reached its deadline (RUN_DEADLINE_SECONDS) before "
             "revoking old tokens; the next run completes it"
@@ -897,3 +897,11 @@ def test_strays_not_revoked_by_the_deadline_are_a_warning(world, bounded_clock):
     ]
     assert report.revoked == []
     assert world.journal.of("list") == []
+
+
+def test_a_failed_service_account_alone_is_named_in_the_error(world):
+    world.cluster.account("web", "default", [])
+    world.cluster.account_failures[("web", "default")] = kube_error(403, retryable=False)
+    report = world.rotate(settings(["web"], PATCH_SERVICE_ACCOUNTS="default"))
+    assert report.error == "1 of 1 cluster(s) failed; 1 service account(s) were not patched"
+    assert report.namespaces[0].result == "created"
