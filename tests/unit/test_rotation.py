@@ -874,12 +874,16 @@ def test_revocation_not_started_by_the_deadline_is_a_warning(world, bounded_cloc
     with run_deadline(60):
         report = world.rotate(settings(["web"], KEEP_PREVIOUS_TOKENS="0"))
     assert report.status == "ok"
-    assert report.to_json()["warnings"] == report.warnings == [
-        (
-            "old tokens were not revoked this time: the run reached its deadline (RUN_DEADLINE_SECONDS) before "
-            "revoking old tokens; the next run completes it"
-        )
-    ]
+    assert (
+        report.to_json()["warnings"]
+        == report.warnings
+        == [
+            (
+                "old tokens were not revoked this time: the run reached its deadline (RUN_DEADLINE_SECONDS) before "
+                "revoking old tokens; the next run completes it"
+            )
+        ]
+    )
     assert world.journal.of("list") == []
 
 
