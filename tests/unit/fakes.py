@@ -139,6 +139,7 @@ class FakeCluster:
         self.read_failures: dict[str, KubeError] = {}
         self.write_failures: dict[str, KubeError] = {}
         self.manifests: dict[str, list[dict[str, object]]] = {}
+        self.dry_manifests: dict[str, list[dict[str, object]]] = {}
         self.edits: dict[str, dict[str, object]] = {}
         self.on_write: Callable[[dict[str, object]], None] | None = None
         self.gate: threading.Barrier | None = None
@@ -169,6 +170,8 @@ class FakeCluster:
     ) -> dict[str, object]:
         if dry_run:
             self.journal.add("dry-write", namespace)
+            with self._lock:
+                self.dry_manifests.setdefault(namespace, []).append(copy.deepcopy(manifest))
             if namespace in self.write_failures:
                 raise self.write_failures[namespace]
             return copy.deepcopy(manifest)

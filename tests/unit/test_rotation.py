@@ -6,13 +6,15 @@ import base64
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from rotator import logs
+from rotator import bounded, logs
+from rotator.bounded import run_deadline
 from rotator.config import load_settings
 from rotator.dockerconfig import EXPIRES_AT, MANAGED_BY_LABEL, REGISTRY, ROTATED_AT, TOKEN_ALIAS
-from rotator.errors import CrusoeApiError, KubeError
+from rotator.errors import CrusoeApiError, KubeError, NamespaceGoneError
 from rotator.fleet import Target
 from rotator.retry import Backoff
 from rotator.rotation import plan, rotate
@@ -522,3 +524,388 @@ def test_overlapping_older_token_is_revoked_once_every_namespace_holds_a_newer_o
     # Older than the token every secret held: no run can write it any more (a conditional write would meet
     # the newer token and leave it), so it goes like any token outside the grace window.
     assert leftover in after.revoked
+
+
+# -- exact reports, log lines and deadlines (what the mutation run asked to pin) -----------------------------------
+
+SERVER = "fake-apiserver.example:6443"
+LIFETIME = 12 * 3600.0  # TOKEN_EXPIRATION_HOURS' default, in seconds
+
+
+def rotation_lines(caplog):
+    """The rotation module's log lines: (level, message, fields)."""
+    return [
+        (r.levelname, r.getMessage(), getattr(r, "fields", None))
+        for r in caplog.records
+        if r.name == "rotator.rotation"
+    ]
+
+
+def line_of(caplog, event):
+    (line,) = [line for line in rotation_lines(caplog) if line[2] and line[2].get("event") == event]
+    return line
+
+
+@pytest.fixture
+def caught(caplog):
+    caplog.set_level(logging.INFO, logger="rotator")
+    return caplog
+
+
+@pytest.fixture
+def bounded_clock(monkeypatch):
+    """The run deadline's clock, moved by the test: ``clock.advance_after(journal, kind)`` passes the deadline."""
+
+    class Clock:
+        def __init__(self):
+            self.base = time.monotonic()
+            self.late = lambda: False
+
+        def monotonic(self):
+            return self.base + (3600.0 if self.late() else 0.0)
+
+    clock = Clock()
+    monkeypatch.setattr(bounded, "time", clock)
+    return clock
+
+
+def expiring(alias, expires_at):
+    return pull_secret({HOST: {"auth": "b2xkOm9sZA=="}}, alias=alias, expires_at=expires_at)
+
+
+def test_rotate_logs_each_step_and_a_summary_with_exact_fields(world, caught, monkeypatch):
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=9))
+    deliver(world, OLD[0])
+    ticks = iter([10.0])
+    monkeypatch.setattr(time, "monotonic", lambda: next(ticks, 11.0))
+    report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    alias = report.token["alias"]
+    assert report.duration_ms == 1000
+    lines = rotation_lines(caught)
+    assert lines[0] == (
+        "INFO",
+        f"minted registry token {alias}, expires 2026-11-28T18:00:00Z",
+        {"token_alias": alias},
+    )
+    assert sorted(lines[1:4]) == [
+        ("INFO", f"namespace default/{ns}: updated", {"cluster": "default", "namespace": ns, "result": "updated"})
+        for ns in sorted(NAMESPACES)
+    ]
+    assert lines[4] == ("INFO", f"revoked registry token {OLD[0]}", {"token_alias": OLD[0]})
+    assert lines[5] == (
+        "INFO",
+        f"cluster default ({SERVER}): ok",
+        {
+            "event": "cluster_summary",
+            "cluster": "default",
+            "server": SERVER,
+            "status": "ok",
+            "dry_run": False,
+            "counts": {"updated": 3},
+            "namespaces_failed": 0,
+            "earliest_expiry_seconds": LIFETIME,
+        },
+    )
+    assert lines[6] == (
+        "INFO",
+        "rotation succeeded: 3 updated; revoked 1 old token(s)",
+        {
+            "event": "rotation_summary",
+            "status": "ok",
+            "counts": {"updated": 3},
+            "namespaces_failed": 0,
+            "revoked": [OLD[0]],
+            "revoked_count": 1,
+            "duration_ms": 1000,
+            "dry_run": False,
+            "clusters": [f"default ({SERVER})"],
+        },
+    )
+    assert len(lines) == 7
+    assert report.to_json() == {
+        "status": "ok",
+        "token": {"alias": alias, "expires_at": "2026-11-28T18:00:00Z"},
+        "namespaces": [{"cluster": "default", "namespace": ns, "result": "updated"} for ns in NAMESPACES],
+        "clusters": [{"name": "default", "server": SERVER, "status": "ok", "counts": {"updated": 3}}],
+        "revoked": [OLD[0]],
+        "duration_ms": 1000,
+    }
+    assert world.cluster.dockerconfig("web")["auths"][HOST]["username"] == "ops@example.com"
+
+
+def test_rotate_failure_is_logged_and_reported_with_exact_fields(world, caught):
+    world.cluster.put("ml", expiring(OLD[0], "2026-11-28T08:00:00Z"))
+    world.cluster.write_failures["ml"] = kube_error(403, retryable=False)
+    report = world.rotate()
+    assert len(world.cluster.manifests["ml"]) == 1  # a 403 is not a conflict: not tried again
+    error = "1 of 1 cluster(s) failed; 1 namespace(s) do not hold the new token; nothing was revoked"
+    assert (report.error, report.retryable, report.http_status()) == (error, False, 500)
+    assert (
+        "ERROR",
+        "namespace default/ml: HTTP 403",
+        {"cluster": "default", "namespace": "ml", "result": "failed"},
+    ) in (rotation_lines(caught))
+    cluster = line_of(caught, "cluster_summary")
+    assert cluster[:2] == ("ERROR", f"cluster default ({SERVER}): failed")
+    assert cluster[2]["counts"] == {"created": 2, "failed": 1}
+    assert cluster[2]["namespaces_failed"] == 1
+    assert cluster[2]["earliest_expiry_seconds"] == 7200.0  # ml still holds its old token, which expires first
+    summary = line_of(caught, "rotation_summary")
+    assert summary[:2] == ("ERROR", f"rotation failed: {error} (2 created, 1 failed)")
+    assert (summary[2]["namespaces_failed"], summary[2]["revoked"], summary[2]["revoked_count"]) == (1, [], 0)
+    body = report.to_json()
+    assert body["error"] == error
+    assert body["clusters"] == [
+        {"name": "default", "server": SERVER, "status": "failed", "counts": {"created": 2, "failed": 1}}
+    ]
+    assert body["namespaces"][1] == {"cluster": "default", "namespace": "ml", "result": "failed", "error": "HTTP 403"}
+    assert "dry_run" not in body
+    assert "warnings" not in body
+
+
+def test_an_unreachable_cluster_is_logged_as_not_reached(world, caught):
+    config = settings()
+
+    def unreachable():
+        raise KubeError("connection refused", status=None, retryable=True)
+
+    report = rotate(config, world.registry, [Target(config.clusters[0], unreachable)], clock=lambda: NOW)
+    error = "no namespace can be written, so no token was minted: cluster 'default': connection refused"
+    assert (report.error, report.retryable, report.http_status()) == (error, True, 503)
+    assert report.to_json()["clusters"] == [
+        {
+            "name": "default",
+            "server": "",
+            "status": "failed",
+            "counts": {},
+            "error": "cluster 'default': connection refused",
+        }
+    ]
+    cluster = line_of(caught, "cluster_summary")
+    assert cluster[:2] == ("ERROR", "cluster default (not reached): cluster 'default': connection refused")
+    assert cluster[2]["earliest_expiry_seconds"] is None
+    summary = line_of(caught, "rotation_summary")
+    assert summary[:2] == ("ERROR", f"rotation failed: {error} (no namespace)")
+    assert summary[2]["clusters"] == ["default (not reached)"]
+    assert summary[2]["counts"] == {}
+
+
+def test_unreadable_namespaces_hold_no_time_left(world, caught):
+    for namespace in NAMESPACES:
+        world.cluster.read_failures[namespace] = kube_error(403, retryable=False)
+    world.rotate()
+    cluster = line_of(caught, "cluster_summary")[2]
+    assert (cluster["counts"], cluster["namespaces_failed"]) == ({"failed": 3}, 3)
+    assert cluster["earliest_expiry_seconds"] == 0.0
+    assert line_of(caught, "rotation_summary")[2]["namespaces_failed"] == 3
+
+
+def test_a_selection_that_matches_no_namespace_mints_nothing_and_says_so(world):
+    report = world.rotate(settings(["team-*"]))
+    assert (report.error, report.retryable, report.http_status()) == ("no namespace selected", False, 500)
+    assert world.journal.of("mint") == []
+
+
+def test_a_skipped_namespace_is_logged_as_such_and_holds_no_token_that_counts(world, caught):
+    world.cluster.write_failures["ml"] = NamespaceGoneError(
+        "namespace ml is being deleted", status=403, terminating=True
+    )
+    report = world.rotate()
+    assert report.status == "ok"
+    assert report.to_json()["namespaces"][1] == {
+        "cluster": "default",
+        "namespace": "ml",
+        "result": "skipped",
+        "error": "namespace ml is being deleted",
+    }
+    assert (
+        "INFO",
+        "namespace default/ml: skipped",
+        {"cluster": "default", "namespace": "ml", "result": "skipped"},
+    ) in (rotation_lines(caught))
+    assert line_of(caught, "cluster_summary")[2]["earliest_expiry_seconds"] == LIFETIME
+
+
+def test_a_namespace_holding_a_newer_runs_token_is_superseded_and_its_accounts_still_patched(world):
+    newer = "ccr-rotator-20261128T060001Z-abcdef"  # minted a second after this run's token
+    world.cluster.put("web", expiring(newer, "2026-11-28T18:00:01Z"))
+    world.cluster.account("web", "default", [])
+    report = world.rotate(PATCH_SERVICE_ACCOUNTS="default")
+    (web, *_) = report.namespaces
+    assert (web.namespace, web.cluster, web.result) == ("web", "default", "superseded")
+    assert web.expires_at == NOW + timedelta(hours=12, seconds=1)
+    assert [a.to_json() for a in web.service_accounts] == [{"name": "default", "result": "patched"}]
+    assert world.cluster.manifests.get("web") is None
+    assert world.cluster.secrets["web"]["metadata"]["annotations"][TOKEN_ALIAS] == newer
+
+
+def test_a_token_of_the_same_second_is_overwritten_not_superseding(world):
+    world.cluster.put("web", expiring("ccr-rotator-20261128T060000Z-ffffff", "2026-11-28T18:00:00Z"))
+    world.cluster.account("web", "default", [])
+    report = world.rotate(PATCH_SERVICE_ACCOUNTS="default")
+    assert report.namespaces[0].result == "updated"
+    assert [a.result for a in report.namespaces[0].service_accounts] == ["patched"]
+
+
+def test_conflicts_are_retried_with_the_runs_sleep_and_named_in_the_retry_line(world, caplog):
+    caplog.set_level(logging.INFO, logger="rotator")
+    world.cluster.write_failures["web"] = kube_error(409, retryable=True)
+    world.rotate()
+    assert world.sleeps == [0.0, 0.0, 0.0]
+    retries = [r.getMessage() for r in caplog.records if r.name == "rotator.retry"]
+    assert retries[0] == "writing web failed (HTTP 409), retrying in 0.00s"
+
+
+def test_a_service_account_conflict_waits_with_the_runs_sleep(world):
+    world.cluster.account("web", "default", [])
+    world.cluster.account_edits[("web", "default")] = [
+        {"metadata": {"name": "default", "namespace": "web", "resourceVersion": "2"}}
+    ]
+    report = world.rotate(settings(["web"], PATCH_SERVICE_ACCOUNTS="default"))
+    assert [a.result for a in report.namespaces[0].service_accounts] == ["patched"]
+    assert world.sleeps == [0.0]
+
+
+def test_mint_retries_are_named_in_the_retry_line(world, caplog):
+    caplog.set_level(logging.INFO, logger="rotator")
+    world.registry.mint_failures = [(api_error(503), False)]
+    world.rotate()
+    (retry,) = [r for r in caplog.records if r.name == "rotator.retry"]
+    assert retry.getMessage().startswith("minting failed (")
+    assert retry.fields == {"operation": "minting", "attempt": 1}
+
+
+# -- plan ------------------------------------------------------------------------------------------------------
+
+
+def test_plan_checks_the_whole_login_and_reports_exact_fields(world, caught):
+    for namespace in NAMESPACES:
+        world.cluster.put(namespace, expiring(OLD[1], "2026-11-28T08:00:00Z"))
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=9))
+    world.registry.seed(OLD[1], created_at=NOW - timedelta(days=8))
+    report = world.plan(KEEP_PREVIOUS_TOKENS="0")
+    body = report.to_json()
+    assert sorted(body.pop("would_revoke")) == [OLD[0], OLD[1]]  # the delivered one too: no grace window kept
+    manifest = world.cluster.dry_manifests["web"][0]
+    assert manifest["metadata"]["annotations"][REGISTRY] == HOST
+    assert manifest["metadata"]["annotations"][EXPIRES_AT] == "2026-11-28T18:00:00Z"
+    auth = json.loads(base64.b64decode(manifest["data"][".dockerconfigjson"]))["auths"][HOST]
+    assert (auth["username"], auth["password"]) == ("ops@example.com", "dry-run-placeholder")
+    assert body == {
+        "status": "ok",
+        "token": None,
+        "namespaces": [{"cluster": "default", "namespace": ns, "result": "would-update"} for ns in NAMESPACES],
+        "clusters": [{"name": "default", "server": SERVER, "status": "ok", "counts": {"would-update": 3}}],
+        "revoked": [],
+        "duration_ms": report.duration_ms,
+        "dry_run": True,
+    }
+    cluster = line_of(caught, "cluster_summary")
+    assert cluster[2]["dry_run"] is True
+    assert cluster[2]["earliest_expiry_seconds"] == 7200.0  # a dry run leaves the held token in place
+    summary = line_of(caught, "rotation_summary")
+    assert summary[:2] == ("INFO", "rotation planned: 3 would-update; revoked 0 old token(s)")
+    assert summary[2]["dry_run"] is True
+
+
+def test_plan_keeps_the_delivered_token_in_its_grace_window(world):
+    deliver(world, OLD[0])
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=9))
+    world.registry.seed(OLD[1], created_at=NOW - timedelta(days=8))  # never delivered
+    report = world.plan(KEEP_PREVIOUS_TOKENS="1")
+    assert report.would_revoke == [OLD[1]]
+
+
+def test_plan_with_a_failing_write_and_a_failing_key_reports_both(world, caught):
+    for namespace in NAMESPACES:
+        world.cluster.put(namespace, expiring(OLD[1], "2026-11-28T08:00:00Z"))
+    world.cluster.write_failures["web"] = kube_error(409, retryable=True)
+    world.registry.list_failure = api_error(401, operation="getLimitedUsageAPIKeys")
+    report = world.plan()
+    assert world.journal.of("dry-write").count("web") == 4  # conflicts retried like a real write
+    body = report.to_json()
+    assert body["dry_run"] is True
+    assert body["namespaces"][0]["error"] == "HTTP 409"
+    assert body["error"] == "the Crusoe API key does not work: Crusoe API getLimitedUsageAPIKeys failed: HTTP 401: x"
+    assert report.http_status() == 500
+    assert line_of(caught, "cluster_summary")[2]["earliest_expiry_seconds"] == 0.0  # a dry run's failure has no expiry
+    assert line_of(caught, "rotation_summary")[2]["dry_run"] is True
+
+
+# -- the run deadline --------------------------------------------------------------------------------------------
+
+
+def test_a_run_past_its_deadline_mints_nothing_and_says_which_step(world):
+    with run_deadline(0):
+        report = world.rotate()
+    assert report.error == (
+        "the run reached its deadline (RUN_DEADLINE_SECONDS) before minting a token; the next run completes it"
+    )
+    assert (report.retryable, report.http_status()) == (True, 503)
+    assert world.journal.of("mint") == []
+    assert report.to_json()["clusters"] == [{"name": "default", "server": SERVER, "status": "ok", "counts": {}}]
+
+
+def test_mint_retries_stop_before_a_wait_would_cross_the_run_deadline(world):
+    world.registry.mint_failures = [(api_error(429, retry_after=120.0), False)]  # a wait of 8 s (the cap)
+    with run_deadline(5):
+        report = world.rotate()
+    assert report.status == "failed"
+    assert world.sleeps == []
+    assert len(world.journal.of("mint")) == 1
+
+
+def test_writes_not_started_by_the_deadline_fail_retryably_and_nothing_is_revoked(world, bounded_clock):
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=9))
+    bounded_clock.late = lambda: bool(world.journal.of("mint"))
+    with run_deadline(60):
+        report = world.rotate(KEEP_PREVIOUS_TOKENS="0")
+    assert report.namespaces[0].error == (
+        "the run reached its deadline (RUN_DEADLINE_SECONDS) before writing namespace 'web'; the next run completes it"
+    )
+    assert (report.retryable, report.http_status()) == (True, 503)
+    assert world.journal.of("write") == []
+    assert world.journal.of("revoke") == []
+
+
+def test_revocation_not_started_by_the_deadline_is_a_warning(world, bounded_clock):
+    world.registry.seed(OLD[0], created_at=NOW - timedelta(days=9))
+    bounded_clock.late = lambda: bool(world.journal.of("write"))
+    with run_deadline(60):
+        report = world.rotate(settings(["web"], KEEP_PREVIOUS_TOKENS="0"))
+    assert report.status == "ok"
+    assert (
+        report.to_json()["warnings"]
+        == report.warnings
+        == [
+            (
+                "old tokens were not revoked this time: the run reached its deadline (RUN_DEADLINE_SECONDS) before "
+                "revoking old tokens; the next run completes it"
+            )
+        ]
+    )
+    assert world.journal.of("list") == []
+
+
+def test_strays_not_revoked_by_the_deadline_are_a_warning(world, bounded_clock):
+    world.mint_backoff = Backoff(attempts=1, base_seconds=0.0)
+    world.registry.mint_failures = [(api_error(503), True)]
+    bounded_clock.late = lambda: bool(world.journal.of("mint"))
+    with run_deadline(60):
+        report = world.rotate()
+    assert report.warnings == [
+        (
+            "tokens of lost mint answers were not revoked (a later run will): the run reached its deadline "
+            "(RUN_DEADLINE_SECONDS) before revoking this run's stray tokens; the next run completes it"
+        )
+    ]
+    assert report.revoked == []
+    assert world.journal.of("list") == []
+
+
+def test_a_failed_service_account_alone_is_named_in_the_error(world):
+    world.cluster.account("web", "default", [])
+    world.cluster.account_failures[("web", "default")] = kube_error(403, retryable=False)
+    report = world.rotate(settings(["web"], PATCH_SERVICE_ACCOUNTS="default"))
+    assert report.error == "1 of 1 cluster(s) failed; 1 service account(s) were not patched"
+    assert report.namespaces[0].result == "created"
