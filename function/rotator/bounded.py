@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
+import itertools
 import json
 import socket
 import threading
@@ -61,6 +63,45 @@ def check_deadline(what: str) -> None:
         raise DeadlineError(what)
 
 
+class _Watchdog:
+    """One thread that expires every call's deadline in time order.
+
+    A ``threading.Timer`` per call started a thread per Kubernetes request: about an eighth of a large
+    rotation's Python time. Deadlines of calls that finished stay queued until their time and are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._queue: list[tuple[float, int, CallDeadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, ends: float, deadline: CallDeadline) -> None:
+        """Expire ``deadline`` at ``ends`` (``time.monotonic()``) unless its call is over by then."""
+        with self._ready:
+            heapq.heappush(self._queue, (ends, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="call-deadlines", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                ends, _, deadline = self._queue[0]
+                wait = ends - time.monotonic()
+                if wait > 0:
+                    self._ready.wait(wait)
+                    continue
+                heapq.heappop(self._queue)
+            deadline.expire()
+
+
+_WATCHDOG: Final = _Watchdog()
+
+
 class CallDeadline:
     """Shuts down the sockets a call uses once ``seconds`` have passed (use as a context manager).
 
@@ -73,23 +114,23 @@ class CallDeadline:
             seconds = min(seconds, max(ends - time.monotonic(), 0.0))
         self.seconds = seconds
         self.expired = False
+        self._over = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
         self._outer: CallDeadline | None = None
 
     def __enter__(self) -> Self:
         check_deadline("this call")
         self._outer = getattr(_CURRENT, "deadline", None)
         _CURRENT.deadline = self
-        self._timer.start()
+        _WATCHDOG.add(time.monotonic() + self.seconds, self)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._over = True
         _CURRENT.deadline = self._outer
 
     def watch(self, sock: socket.socket | None) -> None:
@@ -101,8 +142,11 @@ class CallDeadline:
             if self.expired:
                 _shut(sock)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The time is up: shut down the call's sockets (nothing, if the call is already over)."""
         with self._lock:
+            if self._over:
+                return
             self.expired = True
             for sock in self._sockets:
                 _shut(sock)
