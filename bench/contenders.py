@@ -157,6 +157,7 @@ def service_account(
         *,
         service_accounts: list[str] | None = None,
         all_namespaces: bool = False,
+        self_renewal: bool = False,
     ) -> list[dict[str, Any]]:
         objects = render(
             namespaces,
@@ -165,6 +166,7 @@ def service_account(
             service_account_name,
             service_accounts=service_accounts,
             all_namespaces=all_namespaces,
+            self_renewal=self_renewal,
         )
         roles = [obj if rules is None else {**obj, "rules": rules} for obj in objects if obj["kind"] == "Role"]
         bindings = [obj for obj in objects if obj["kind"] == "RoleBinding"]

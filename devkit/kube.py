@@ -34,24 +34,7 @@ _NOT_FOUND = 404
 
 
 class RenderRBAC(Protocol):
-    """The contract of ``infra/rbac/render.py``'s ``render``."""
-
-    def __call__(
-        self,
-        namespaces: list[str],
-        secret_name: str,
-        service_account_namespace: str,
-        service_account_name: str,
-        *,
-        service_accounts: list[str] | None = None,
-        all_namespaces: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Return ServiceAccount, (Cluster)Role and (Cluster)RoleBinding objects as plain dicts."""
-        ...
-
-
-class ProjectRenderRBAC(Protocol):
-    """The project's own ``render``: also the self-renewal Role (RENEW_KUBECONFIG)."""
+    """The contract of ``infra/rbac/render.py``'s ``render`` (``self_renewal``: the Role for RENEW_KUBECONFIG)."""
 
     def __call__(
         self,
@@ -118,7 +101,7 @@ def delete_namespaces(api: client.ApiClient, names: Iterable[str]) -> None:
                 LOG.warning("could not delete namespace %s: %s", name, exc.reason)
 
 
-def load_rbac_renderer(path: Path = RBAC_RENDERER) -> ProjectRenderRBAC:
+def load_rbac_renderer(path: Path = RBAC_RENDERER) -> RenderRBAC:
     """Import ``render`` from the project's RBAC renderer by file path."""
     if not path.is_file():
         raise FileNotFoundError(f"the project's RBAC renderer {path} does not exist")
@@ -127,7 +110,7 @@ def load_rbac_renderer(path: Path = RBAC_RENDERER) -> ProjectRenderRBAC:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return cast("ProjectRenderRBAC", module.render)
+    return cast("RenderRBAC", module.render)
 
 
 def apply_objects(api: client.ApiClient, objects: Iterable[dict[str, Any]]) -> None:
@@ -187,11 +170,15 @@ def rotator_service_account(  # noqa: PLR0913 - keyword-only knobs with the prod
     sa_namespace = create_namespace(api, service_account_namespace, prefix="rotator")
     if self_renewal and render is not None:
         raise ValueError("self_renewal renders with the project's own renderer")
-    options: dict[str, Any] = {"service_accounts": service_accounts, "all_namespaces": all_namespaces}
-    if self_renewal:  # only the project's own renderer knows the self-renewal Role
-        options["self_renewal"] = True
-    renderer: Any = render or load_rbac_renderer()
-    objects = renderer(target_namespaces, secret_name, sa_namespace, service_account_name, **options)
+    objects = (render or load_rbac_renderer())(
+        target_namespaces,
+        secret_name,
+        sa_namespace,
+        service_account_name,
+        service_accounts=service_accounts,
+        all_namespaces=all_namespaces,
+        self_renewal=self_renewal,
+    )
     apply_objects(api, objects)
     token = service_account_token(api, sa_namespace, service_account_name, token_seconds)
     user = f"system:serviceaccount:{sa_namespace}:{service_account_name}"

@@ -93,6 +93,24 @@ def _issued(
     return cert, key
 
 
+def _self_signed_ca(common_name: str) -> tuple[x509.Certificate, x509.Name, ec.EllipticCurvePrivateKey]:
+    """A fresh P-256 CA: its certificate, name and key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name((NameOID.COMMON_NAME, common_name))
+    cert = _cert(
+        subject=name, public_key=key.public_key(), issuer=name, issuer_key=key, is_ca=True, extensions=[_CA_USAGE]
+    )
+    return cert, name, key
+
+
+def _write_private(directory: Path, files: dict[str, bytes]) -> None:
+    """Write each file readable by its owner only (keys among them)."""
+    for name, data in files.items():
+        path = directory / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
 def write_pki(pki: Path) -> Credentials:
     """Generate the CA, serving cert, admin client cert and service-account key pair into ``pki``.
 
@@ -100,16 +118,7 @@ def write_pki(pki: Path) -> Credentials:
     algorithm every token consumer accepts).
     """
     pki.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name((NameOID.COMMON_NAME, "ccr-test-ca"))
-    ca = _cert(
-        subject=ca_name,
-        public_key=ca_key.public_key(),
-        issuer=ca_name,
-        issuer_key=ca_key,
-        is_ca=True,
-        extensions=[_CA_USAGE],
-    )
+    ca, ca_name, ca_key = _self_signed_ca("ccr-test-ca")
     serving, serving_key = _issued(
         (ca_name, ca_key),
         _name((NameOID.COMMON_NAME, "kube-apiserver")),
@@ -134,10 +143,7 @@ def write_pki(pki: Path) -> Credentials:
         "sa.key": _pem_key(sa_key),
         "sa.pub": sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
     }
-    for name, data in files.items():
-        path = pki / name
-        path.write_bytes(data)
-        path.chmod(0o600)
+    _write_private(pki, files)
     return Credentials(ca_cert=files["ca.crt"], admin_cert=files["admin.crt"], admin_key=files["admin.key"])
 
 
@@ -149,16 +155,7 @@ def write_loopback_server(directory: Path, common_name: str) -> bytes:
     the cluster's: nothing of the cluster's own PKI needs to leave the control plane.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name((NameOID.COMMON_NAME, f"{common_name}-ca"))
-    ca = _cert(
-        subject=ca_name,
-        public_key=ca_key.public_key(),
-        issuer=ca_name,
-        issuer_key=ca_key,
-        is_ca=True,
-        extensions=[_CA_USAGE],
-    )
+    ca, ca_name, ca_key = _self_signed_ca(f"{common_name}-ca")
     serving, serving_key = _issued(
         (ca_name, ca_key),
         _name((NameOID.COMMON_NAME, common_name)),
@@ -167,11 +164,7 @@ def write_loopback_server(directory: Path, common_name: str) -> bytes:
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
         ],
     )
-    for name, data in (
-        ("server.crt", serving.public_bytes(serialization.Encoding.PEM)),
-        ("server.key", _pem_key(serving_key)),
-    ):
-        path = directory / name
-        path.write_bytes(data)
-        path.chmod(0o600)
+    _write_private(
+        directory, {"server.crt": serving.public_bytes(serialization.Encoding.PEM), "server.key": _pem_key(serving_key)}
+    )
     return ca.public_bytes(serialization.Encoding.PEM)

@@ -28,7 +28,8 @@ from devkit.cluster import ClusterHandle, ControlPlane, ControlPlaneError, handl
 LOG = logging.getLogger(__name__)
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
+    """Skip for want of a control plane, or fail when REQUIRE_CLUSTER=1 (CI): a missing cluster never passes."""
     if os.environ.get("REQUIRE_CLUSTER") == "1":
         pytest.fail(f"REQUIRE_CLUSTER=1 but the control plane is unavailable: {reason}", pytrace=False)
     pytest.skip(f"no control plane: {reason}")
@@ -70,7 +71,7 @@ def control_plane() -> Iterator[ClusterHandle]:
         plane = ControlPlane()
         plane.__enter__()
     except (BinaryNotFoundError, BinaryBuildError, ControlPlaneError) as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         return
     try:
         yield plane.handle

@@ -16,6 +16,7 @@ import pytest
 
 from devkit import REPO_ROOT
 from devkit.binaries import BinaryNotFoundError, resolve_all
+from devkit.pytest_plugin import unavailable
 
 pytestmark = pytest.mark.integration
 RUN_FIELDS = {
@@ -41,9 +42,7 @@ def binaries_present() -> None:
     try:
         resolve_all(os.environ, allow_build=False)
     except BinaryNotFoundError as exc:
-        if os.environ.get("REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"REQUIRE_CLUSTER=1 but the control plane binaries are missing: {exc}", pytrace=False)
-        pytest.skip(f"no control plane binaries: {exc}")
+        unavailable(f"no control plane binaries: {exc}")
 
 
 @pytest.mark.timeout(120)
